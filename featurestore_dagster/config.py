@@ -1,0 +1,96 @@
+"""Where things live: definitions folder, registry URL, DuckDB file (SPEC section 5).
+
+Precedence: explicit arguments, then environment variables, then ``[tool.featurestore]`` in the
+nearest ``pyproject.toml``, then defaults under ``.featurestore/`` in the project root.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import FeatureStoreError
+
+ENV_DEFINITIONS = "FEATURESTORE_DEFINITIONS"
+ENV_REGISTRY_URL = "FEATURESTORE_REGISTRY_URL"
+ENV_DUCKDB_PATH = "FEATURESTORE_DUCKDB_PATH"
+ENV_BOOTSTRAP = "FEATURESTORE_BOOTSTRAP"
+STATE_DIR = ".featurestore"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration.
+
+    Attributes:
+        project_root: folder holding ``pyproject.toml`` (or the working directory).
+        definitions_path: folder of ``*.yaml`` definitions.
+        registry_url: SQLAlchemy URL of the registry database.
+        duckdb_path: the DuckDB file features are written to.
+        bootstrap: optional ``module:function`` called with the DuckDB connection before
+            each build (the bundled example generates its raw data with it).
+    """
+
+    project_root: Path
+    definitions_path: Path
+    registry_url: str
+    duckdb_path: Path
+    bootstrap: str | None = None
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        definitions_path: str | Path | None = None,
+        registry_url: str | None = None,
+        duckdb_path: str | Path | None = None,
+        start: Path | None = None,
+    ) -> Settings:
+        """Resolve settings from arguments, environment, pyproject.toml and defaults."""
+        root, table = _find_pyproject(start or Path.cwd())
+
+        def pick(argument, env_name: str, key: str):
+            if argument is not None:
+                return argument
+            if os.environ.get(env_name):
+                return os.environ[env_name]
+            return table.get(key)
+
+        definitions = pick(definitions_path, ENV_DEFINITIONS, "definitions")
+        registry = pick(registry_url, ENV_REGISTRY_URL, "registry_url")
+        duckdb_file = pick(duckdb_path, ENV_DUCKDB_PATH, "duckdb_path")
+        bootstrap = os.environ.get(ENV_BOOTSTRAP, table.get("bootstrap")) or None
+
+        definitions = _under(root, definitions or "feature_definitions")
+        duckdb_file = _under(root, duckdb_file or f"{STATE_DIR}/features.duckdb")
+        if not registry:
+            registry = f"sqlite:///{_under(root, f'{STATE_DIR}/registry.db')}"
+        return cls(
+            project_root=root,
+            definitions_path=definitions,
+            registry_url=str(registry),
+            duckdb_path=duckdb_file,
+            bootstrap=bootstrap,
+        )
+
+    def with_overrides(self, **changes) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _under(root: Path, value: str | Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _find_pyproject(start: Path) -> tuple[Path, dict]:
+    for folder in [start.resolve(), *start.resolve().parents]:
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                data = tomllib.loads(candidate.read_text())
+            except tomllib.TOMLDecodeError as error:
+                raise FeatureStoreError(f"{candidate}: invalid TOML: {error}") from None
+            return folder, data.get("tool", {}).get("featurestore", {}) or {}
+    return start.resolve(), {}

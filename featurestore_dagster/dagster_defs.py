@@ -1,0 +1,243 @@
+"""Dagster Definitions for a feature graph: one subsettable multi-asset, checks, schedules.
+
+Why one ``multi_asset`` rather than one ``@asset`` per feature: it compiled 5x faster and ran at
+1.18x plain DuckDB versus 1.55x (DESIGN.md), mostly because one step keeps one DuckDB
+connection for the whole run instead of opening one per asset, and no two steps fight over the
+DuckDB file lock. Dagster does not enforce blocking checks between outputs of one multi-asset,
+so ``FeatureBuilder`` skips the descendants of a rejected feature itself.
+"""
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import dagster as dg
+import duckdb
+
+from .config import Settings
+from .graph import FeatureGraph
+from .materialize import BuildStatus, FeatureBuild, FeatureBuilder
+from .transformations import ensure_importable_root, import_transformation
+from .translator import FeatureTranslator, build_specs
+
+OP_NAME = "build_features"
+RESOURCE_KEY = "featurestore"
+ALL_FEATURES_JOB = "all_features"
+
+
+@dataclass
+class FeatureStoreResource:
+    """Run-time settings of the build step, plus hooks the CLI uses for progress.
+
+    Attributes:
+        settings: where the DuckDB file (and registry) live.
+        on_start: called with each feature definition before it is built.
+        on_result: called with each ``FeatureBuild`` (the registry records it here).
+        now: the time freshness checks compare with (default: now).
+    """
+
+    settings: Settings
+    on_start: Callable | None = None
+    on_result: list[Callable[[FeatureBuild], None]] = field(default_factory=list)
+    now: datetime | None = None
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        self.settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(str(self.settings.duckdb_path))
+
+    def bootstrap(self, conn: duckdb.DuckDBPyConnection) -> None:
+        if self.settings.bootstrap:
+            ensure_importable_root(self.settings.project_root)
+            import_transformation(self.settings.bootstrap)(conn)
+
+
+def build_assets(
+    graph: FeatureGraph, translator: FeatureTranslator | None = None
+) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+    """The feature multi-asset plus one external asset per source table."""
+    translator = translator or FeatureTranslator()
+    feature_specs, check_specs, source_specs = build_specs(graph, translator)
+    if not feature_specs:
+        return list(source_specs)
+    names_by_key = {translator.get_asset_key(d): d.feature_name for d in graph.compiled}
+
+    @dg.multi_asset(
+        name=OP_NAME,
+        specs=feature_specs,
+        check_specs=check_specs,
+        can_subset=True,
+        required_resource_keys={RESOURCE_KEY},
+    )
+    def build_features(context: dg.AssetExecutionContext):
+        resource: FeatureStoreResource = getattr(context.resources, RESOURCE_KEY)
+        selected = [names_by_key[k] for k in context.selected_asset_keys]
+        selected_checks = set(context.selected_asset_check_keys)
+        failures: list[str] = []
+        conn = resource.connect()
+        try:
+            resource.bootstrap(conn)
+            builder = FeatureBuilder(conn, graph, now=resource.now)
+            for build in builder.build_all(selected, on_start=resource.on_start):
+                for hook in resource.on_result:
+                    hook(build)
+                key = translator.get_asset_key(graph[build.feature_name])
+                yield from _events(context, key, build, selected_checks)
+                if build.status != BuildStatus.PUBLISHED:
+                    failures.append(_failure_line(build))
+        finally:
+            conn.close()
+        if failures:
+            raise dg.Failure(
+                description="Some features were not published:\n" + "\n".join(failures),
+                allow_retries=False,
+            )
+
+    return [build_features, *source_specs]
+
+
+def _events(context, key: dg.AssetKey, build: FeatureBuild, selected_checks):
+    log = context.log
+    if build.status == BuildStatus.SKIPPED:
+        log.warning(f"{build.feature_name}: skipped, {build.error}")
+        return
+    if build.status == BuildStatus.FAILED:
+        log.error(f"{build.feature_name}: build failed: {build.error}")
+        return
+    for outcome in build.checks:
+        check_key = dg.AssetCheckKey(key, outcome.name)
+        if check_key not in selected_checks:
+            continue
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name=outcome.name,
+            passed=outcome.passed,
+            severity=dg.AssetCheckSeverity.ERROR
+            if outcome.blocking
+            else dg.AssetCheckSeverity.WARN,
+            description=outcome.description,
+            metadata=_clean(outcome.metadata),
+        )
+    if build.status == BuildStatus.REJECTED:
+        names = ", ".join(c.name for c in build.failed_blocking)
+        log.error(
+            f"{build.feature_name}: blocking check(s) {names} failed; live table kept,"
+            f" rejected rows in {build.rejected_table}"
+        )
+        return
+    for outcome in build.checks:
+        if not outcome.passed:
+            log.warning(f"{build.feature_name}: non-blocking check {outcome.name} failed")
+    yield dg.MaterializeResult(asset_key=key, metadata=run_metadata(build))
+
+
+def run_metadata(build: FeatureBuild) -> dict[str, object]:
+    """Row count and value statistics, so the Dagster UI plots them over time."""
+    metadata: dict[str, object] = {
+        "dagster/row_count": build.rows or 0,
+        "version": build.version,
+        "build_seconds": round(build.seconds, 3),
+        "checks_passed": build.checks_passed,
+        "checks_failed": build.checks_failed,
+    }
+    profile = build.profile
+    if profile is not None:
+        for name in ("min", "max", "mean", "null_fraction"):
+            value = getattr(profile, name)
+            if value is not None:
+                metadata[name] = float(value)
+    return metadata
+
+
+def _failure_line(build: FeatureBuild) -> str:
+    if build.status == BuildStatus.REJECTED:
+        names = ", ".join(c.name for c in build.failed_blocking)
+        return f"- {build.feature_name}: rejected by blocking check(s) {names}"
+    return f"- {build.feature_name}: {build.status.value} ({build.error})"
+
+
+def _clean(metadata: dict) -> dict:
+    out = {}
+    for key, value in metadata.items():
+        if isinstance(value, bool | int | float | str) or value is None:
+            out[key] = value
+        else:
+            out[key] = (
+                dg.MetadataValue.json(value) if isinstance(value, dict | list) else str(value)
+            )
+    return out
+
+
+def build_schedules(
+    graph: FeatureGraph, translator: FeatureTranslator | None = None
+) -> tuple[list[dg.ScheduleDefinition], list[dg.UnresolvedAssetJobDefinition]]:
+    """One schedule per distinct cron: its features and everything downstream, drafts left out."""
+    translator = translator or FeatureTranslator()
+    from .definitions import FeatureStatus
+
+    by_cron: dict[str, list[str]] = {}
+    for definition in graph.compiled:
+        if definition.schedule and definition.status != FeatureStatus.DRAFT:
+            by_cron.setdefault(definition.schedule, []).append(definition.feature_name)
+    schedules, jobs = [], []
+    for cron in sorted(by_cron):
+        names = [
+            n
+            for n in graph.with_downstream(by_cron[cron])
+            if graph[n].status not in (FeatureStatus.DRAFT, FeatureStatus.ARCHIVED)
+        ]
+        digest = hashlib.sha1(cron.encode()).hexdigest()[:8]
+        job = dg.define_asset_job(
+            name=f"rebuild_{digest}",
+            selection=dg.AssetSelection.assets(
+                *[translator.get_asset_key(graph[n]) for n in names]
+            ),
+            description=f"Rebuild '{cron}' features and their downstream: {', '.join(names)}",
+        )
+        jobs.append(job)
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=f"rebuild_{digest}_schedule",
+                job=job,
+                cron_schedule=cron,
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+                description=f"Cron '{cron}': {', '.join(sorted(by_cron[cron]))} and downstream",
+            )
+        )
+    return schedules, jobs
+
+
+def build_definitions(
+    graph: FeatureGraph,
+    settings: Settings,
+    *,
+    translator: FeatureTranslator | None = None,
+    resource: FeatureStoreResource | None = None,
+) -> dg.Definitions:
+    """Everything Dagster needs for ``graph``: assets, checks, schedules, resource, executor."""
+    translator = translator or FeatureTranslator()
+    assets = build_assets(graph, translator)
+    schedules, jobs = build_schedules(graph, translator)
+    all_job = dg.define_asset_job(
+        name=ALL_FEATURES_JOB,
+        selection=dg.AssetSelection.all(include_sources=False)
+        - dg.AssetSelection.groups("sources"),
+        description="Build every feature",
+    )
+    return dg.Definitions(
+        assets=assets,
+        schedules=schedules,
+        jobs=[all_job, *jobs],
+        resources={RESOURCE_KEY: resource or FeatureStoreResource(settings)},
+        executor=dg.in_process_executor,
+    )
+
+
+def code_location() -> dg.Definitions:
+    """Entry point of ``workspace.yaml``: build everything from the configured folder."""
+    logging.getLogger("featurestore").setLevel(logging.INFO)
+    settings = Settings.load()
+    ensure_importable_root(settings.project_root)
+    graph = FeatureGraph.load(settings.definitions_path)
+    return build_definitions(graph, settings)

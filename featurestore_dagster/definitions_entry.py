@@ -1,0 +1,9 @@
+"""Code location module for ``workspace.yaml`` / ``dagster dev -m``.
+
+``defs`` is built from the configured definitions folder (``FEATURESTORE_DEFINITIONS``,
+``[tool.featurestore]`` in pyproject.toml, or ``feature_definitions/``).
+"""
+
+from featurestore_dagster.dagster_defs import code_location
+
+defs = code_location()

@@ -1,0 +1,356 @@
+"""FeatureGraph: the one source of truth for how features depend on each other.
+
+Dagster deps, ``lineage``, ``plan``'s impact list and the lifecycle guards all read this object.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .definitions import FeatureDefinition, FeatureStatus, TransformationType
+from .errors import DefinitionError, DefinitionIssue, UnknownFeatureError
+from .loader import collect_definitions
+from .sql import SqlError, table_references
+from .transformations import PythonImportError, import_transformation, render_sql
+
+
+class FeatureGraph:
+    """Features by name with their upstream/downstream edges.
+
+    Build it with ``FeatureGraph.load(folder)`` (parse + validate, all errors together) or
+    ``FeatureGraph.from_definitions(definitions)``.
+
+    Example:
+        >>> graph = FeatureGraph.load(Path("feature_definitions"))
+        >>> graph.downstream_closure("stock_daily_close")
+        {'stock_daily_return', 'stock_rsi_14d', ...}
+    """
+
+    def __init__(self, definitions: Iterable[FeatureDefinition]):
+        self._features: dict[str, FeatureDefinition] = {d.feature_name: d for d in definitions}
+        self._children: dict[str, list[str]] = {name: [] for name in self._features}
+        for name in sorted(self._features):
+            for parent in self._features[name].upstream_features:
+                if parent in self._children:
+                    self._children[parent].append(name)
+
+    # --- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, folder: Path, *, check_python: bool = True) -> FeatureGraph:
+        """Load every definition under ``folder`` and validate the graph.
+
+        Raises:
+            DefinitionError: every problem of the files and of the graph, together.
+        """
+        definitions, issues = collect_definitions(folder)
+        graph = cls(definitions)
+        invalid = _names_in(issues)
+        issues.extend(graph.validate(check_python=check_python, ignore=invalid))
+        if issues:
+            raise DefinitionError(issues)
+        return graph
+
+    @classmethod
+    def from_definitions(
+        cls, definitions: Iterable[FeatureDefinition], *, check_python: bool = True
+    ) -> FeatureGraph:
+        graph = cls(definitions)
+        issues = graph.validate(check_python=check_python)
+        if issues:
+            raise DefinitionError(issues)
+        return graph
+
+    # --- lookup ------------------------------------------------------------------------------
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._features
+
+    def __getitem__(self, name: str) -> FeatureDefinition:
+        try:
+            return self._features[name]
+        except KeyError:
+            raise UnknownFeatureError(name, list(self._features)) from None
+
+    def __iter__(self) -> Iterator[FeatureDefinition]:
+        return iter(self._features[name] for name in self.topological_order())
+
+    def __len__(self) -> int:
+        return len(self._features)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._features)
+
+    @property
+    def compiled(self) -> list[FeatureDefinition]:
+        """Features that become Dagster assets (every status but ``archived``), in build order."""
+        return [d for d in self if d.status != FeatureStatus.ARCHIVED]
+
+    @property
+    def table_sources(self) -> list[str]:
+        """Declared ``schema.table`` sources of compiled features, sorted."""
+        return sorted({s for d in self.compiled for s in d.table_sources})
+
+    def by_table(self) -> dict[str, str]:
+        """Live table name -> feature name."""
+        return {d.table_name: d.feature_name for d in self._features.values()}
+
+    # --- edges ------------------------------------------------------------------------------
+
+    def upstream(self, name: str) -> list[str]:
+        """Direct upstream features, as declared."""
+        return list(self[name].upstream_features)
+
+    def downstream(self, name: str) -> list[str]:
+        """Direct downstream features, sorted."""
+        self[name]
+        return list(self._children[name])
+
+    def upstream_closure(self, name: str) -> set[str]:
+        """Every feature ``name`` depends on, transitively (``name`` excluded)."""
+        return self._closure([name], lambda n: self._features[n].upstream_features)
+
+    def downstream_closure(self, name: str) -> set[str]:
+        """Every feature depending on ``name``, transitively (``name`` excluded)."""
+        return self._closure([name], lambda n: self._children.get(n, []))
+
+    def with_upstream(self, names: Iterable[str]) -> list[str]:
+        """``names`` plus everything they depend on, in build order."""
+        selected = set()
+        for name in names:
+            selected |= self.upstream_closure(name) | {name}
+        return self.topological_order(selected)
+
+    def with_downstream(self, names: Iterable[str]) -> list[str]:
+        """``names`` plus everything depending on them, in build order."""
+        selected = set()
+        for name in names:
+            selected |= self.downstream_closure(name) | {name}
+        return self.topological_order(selected)
+
+    def _closure(self, start: list[str], edges) -> set[str]:
+        for name in start:
+            self[name]
+        seen: set[str] = set()
+        stack = list(start)
+        while stack:
+            for nxt in edges(stack.pop()):
+                if nxt not in seen and nxt in self._features:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return seen - set(start)
+
+    def topological_order(self, names: Iterable[str] | None = None) -> list[str]:
+        """Names in dependency order (ties broken alphabetically, so the order is stable)."""
+        subset = set(self._features) if names is None else set(names)
+        indegree = {
+            n: sum(1 for p in self._features[n].upstream_features if p in subset) for n in subset
+        }
+        ready = [n for n, degree in indegree.items() if degree == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            name = heapq.heappop(ready)
+            order.append(name)
+            for child in self._children.get(name, []):
+                if child in subset:
+                    indegree[child] -= 1
+                    if indegree[child] == 0:
+                        heapq.heappush(ready, child)
+        if len(order) != len(subset):  # only reachable on an unvalidated graph with a cycle
+            order.extend(sorted(subset - set(order)))
+        return order
+
+    # --- validation -------------------------------------------------------------------------
+
+    def validate(
+        self, *, check_python: bool = True, ignore: set[str] | None = None
+    ) -> list[DefinitionIssue]:
+        """Every problem between definitions: missing, archived or cyclic upstreams, table
+        collisions, SQL that reads undeclared tables or misses declared upstreams, python
+        references that do not import. ``ignore`` names features already reported invalid."""
+        ignore = ignore or set()
+        issues: list[DefinitionIssue] = []
+        issues += self._reference_issues(ignore)
+        issues += self._cycle_issues()
+        issues += self._table_issues()
+        for definition in self._features.values():
+            if definition.status != FeatureStatus.ARCHIVED:
+                issues += self._transformation_issues(definition, check_python)
+        return issues
+
+    def _reference_issues(self, ignore: set[str]) -> list[DefinitionIssue]:
+        issues = []
+        for d in self._features.values():
+            if d.status == FeatureStatus.ARCHIVED:
+                continue
+            for parent in d.upstream_features:
+                if parent in ignore:
+                    continue
+                if parent not in self._features:
+                    issues.append(
+                        _issue(
+                            d, "upstream_features", f"upstream feature '{parent}' does not exist"
+                        )
+                    )
+                elif self._features[parent].status == FeatureStatus.ARCHIVED:
+                    issues.append(
+                        _issue(
+                            d,
+                            "upstream_features",
+                            f"upstream feature '{parent}' is archived; depend on a live feature"
+                            " or archive this one too",
+                        )
+                    )
+                elif parent == d.feature_name:
+                    issues.append(
+                        _issue(d, "upstream_features", "a feature cannot depend on itself")
+                    )
+        return issues
+
+    def _cycle_issues(self) -> list[DefinitionIssue]:
+        issues = []
+        reported: set[frozenset[str]] = set()
+        for cycle in self._find_cycles():
+            key = frozenset(cycle)
+            if key in reported:
+                continue
+            reported.add(key)
+            first = self._features[cycle[0]]
+            path = " -> ".join([*cycle, cycle[0]])
+            issues.append(_issue(first, "upstream_features", f"dependency cycle: {path}"))
+        return issues
+
+    def _find_cycles(self) -> list[list[str]]:
+        """Each cycle once, as a path starting at its alphabetically first member."""
+        white, grey, black = 0, 1, 2
+        color = dict.fromkeys(self._features, white)
+        cycles = []
+        for root in sorted(self._features):
+            if color[root] != white:
+                continue
+            stack: list[tuple[str, Iterator[str]]] = [(root, iter(self._parents(root)))]
+            path = [root]
+            color[root] = grey
+            while stack:
+                node, parents = stack[-1]
+                advanced = False
+                for parent in parents:
+                    if color[parent] == white:
+                        color[parent] = grey
+                        path.append(parent)
+                        stack.append((parent, iter(self._parents(parent))))
+                        advanced = True
+                        break
+                    if color[parent] == grey:
+                        cycle = path[path.index(parent) :]
+                        # Edges point child -> parent; show the data flow parent -> child.
+                        cycle = list(reversed(cycle))
+                        start = cycle.index(min(cycle))
+                        cycles.append(cycle[start:] + cycle[:start])
+                if not advanced:
+                    color[node] = black
+                    stack.pop()
+                    path.pop()
+        return cycles
+
+    def _parents(self, name: str) -> list[str]:
+        return sorted(p for p in self._features[name].upstream_features if p in self._features)
+
+    def _table_issues(self) -> list[DefinitionIssue]:
+        issues = []
+        owners: dict[str, str] = {}
+        for name in sorted(self._features):
+            d = self._features[name]
+            table = d.table_name.lower()
+            if table in owners:
+                issues.append(
+                    _issue(
+                        d,
+                        "duckdb_table",
+                        f"table {d.table_name} is already written by feature '{owners[table]}'",
+                    )
+                )
+            owners.setdefault(table, name)
+            if table.split(".")[0] in {"_staging", "_rejected"}:
+                issues.append(
+                    _issue(d, "duckdb_table", f"schema '{table.split('.')[0]}' is reserved")
+                )
+        for d in self._features.values():
+            for source in d.table_sources:
+                if source.lower() in owners:
+                    issues.append(
+                        _issue(
+                            d,
+                            "sources",
+                            f"'{source}' is the table of feature '{owners[source.lower()]}';"
+                            " list it under upstream_features instead",
+                        )
+                    )
+        return issues
+
+    def _transformation_issues(
+        self, d: FeatureDefinition, check_python: bool
+    ) -> list[DefinitionIssue]:
+        if d.transformation.transformation_type == TransformationType.PYTHON:
+            if not check_python:
+                return []
+            try:
+                import_transformation(d.transformation.code)
+            except PythonImportError as error:
+                return [_issue(d, "transformation.code", str(error))]
+            return []
+        try:
+            references = table_references(render_sql(d))
+        except SqlError as error:
+            return [_issue(d, "transformation.code", str(error))]
+        issues = []
+        upstream_tables = {
+            self._features[p].table_name.lower(): p
+            for p in d.upstream_features
+            if p in self._features
+        }
+        declared = set(upstream_tables) | {s.lower() for s in d.table_sources}
+        # Upstreams already reported missing/invalid: do not also report their reads.
+        declared |= {f"features.{p}" for p in d.upstream_features if p not in self._features}
+        by_table = {t.lower(): n for t, n in self.by_table().items()}
+        for table in sorted(references.tables - declared):
+            hint = ""
+            if table in by_table:
+                hint = f"; it is feature '{by_table[table]}': add it to upstream_features"
+            elif table.startswith("main.") and f"features.{table[5:]}" in by_table:
+                hint = f"; did you mean features.{table[5:]}?"
+            else:
+                hint = "; declare it under sources (or upstream_features)"
+            issues.append(
+                _issue(d, "transformation.code", f"SQL reads undeclared table {table}{hint}")
+            )
+        for table, parent in sorted(upstream_tables.items()):
+            if table not in references.tables:
+                issues.append(
+                    _issue(
+                        d,
+                        "upstream_features",
+                        f"declared upstream '{parent}' is never read by the SQL"
+                        f" (expected a read of {self._features[parent].table_name})",
+                    )
+                )
+        declared_files = set(d.file_sources)
+        for path in sorted(references.files - declared_files):
+            issues.append(
+                _issue(
+                    d, "transformation.code", f"SQL reads undeclared file '{path}'; add to sources"
+                )
+            )
+        return issues
+
+
+def _issue(d: FeatureDefinition, field: str, message: str) -> DefinitionIssue:
+    return DefinitionIssue(message, file=d.path, feature=d.feature_name, field=field)
+
+
+def _names_in(issues: list[DefinitionIssue]) -> set[str]:
+    return {issue.feature for issue in issues if issue.feature}

@@ -1,0 +1,203 @@
+"""Definition files -> validated ``FeatureDefinition`` objects, every error of a load at once.
+
+Files are read in sorted order, so the result never depends on the file system's order.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .definitions import FeatureDefinition, Transformation, ValidationRule
+from .errors import DefinitionError, DefinitionIssue
+
+DEFINITION_SUFFIXES = (".yaml", ".yml")
+_KNOWN_FIELDS = [
+    *FeatureDefinition.model_fields,
+    *Transformation.model_fields,
+    *ValidationRule.model_fields,
+]
+
+
+def definition_files(folder: Path) -> list[Path]:
+    """Every ``*.yaml``/``*.yml`` below ``folder``, sorted, hidden folders skipped."""
+    if not folder.is_dir():
+        return []
+    files = [
+        path
+        for path in folder.rglob("*")
+        if path.suffix in DEFINITION_SUFFIXES
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    ]
+    return sorted(files)
+
+
+def load_definitions(folder: Path) -> list[FeatureDefinition]:
+    """Parse and validate every definition file under ``folder``.
+
+    Raises:
+        DefinitionError: listing every problem found (file, feature, field), not only the first.
+    """
+    definitions, issues = collect_definitions(folder)
+    if issues:
+        raise DefinitionError(issues)
+    return definitions
+
+
+def collect_definitions(
+    folder: Path,
+) -> tuple[list[FeatureDefinition], list[DefinitionIssue]]:
+    """Like ``load_definitions`` but returns the problems instead of raising.
+
+    Features whose file could be read but whose definition is invalid are left out of the
+    result; their names are still reserved (a duplicate of one is reported).
+    """
+    if not folder.exists():
+        return [], [DefinitionIssue(f"definitions folder {folder} does not exist", file=folder)]
+    definitions: list[FeatureDefinition] = []
+    issues: list[DefinitionIssue] = []
+    seen: dict[str, Path] = {}
+    for path in definition_files(folder):
+        entries, file_issues = read_definition_file(path)
+        issues.extend(file_issues)
+        for raw_name, definition in entries:
+            name = definition.feature_name if definition else raw_name
+            if name:
+                if name in seen:
+                    issues.append(
+                        DefinitionIssue(
+                            f"feature name is already defined in {seen[name]}; names must be"
+                            " unique across the repository",
+                            file=path,
+                            feature=name,
+                            field="feature_name",
+                        )
+                    )
+                    continue
+                seen[name] = path
+            if definition is not None:
+                definitions.append(definition)
+    return definitions, issues
+
+
+def read_definition_file(
+    path: Path,
+) -> tuple[list[tuple[str | None, FeatureDefinition | None]], list[DefinitionIssue]]:
+    """One file -> ``[(name, definition or None when invalid)]`` and its problems."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        return [], [DefinitionIssue(f"YAML syntax error{where}: {problem}", file=path)]
+    except (OSError, UnicodeDecodeError) as error:
+        return [], [DefinitionIssue(f"cannot read file: {error}", file=path)]
+
+    if document is None:
+        return [], []
+    if isinstance(document, dict) and "features" in document:
+        extra = sorted(set(document) - {"features"})
+        if extra:
+            return [], [
+                DefinitionIssue(
+                    f"a file with a top-level 'features:' list holds nothing else; found {extra}",
+                    file=path,
+                    field=extra[0],
+                )
+            ]
+        items = document["features"]
+        if not isinstance(items, list):
+            return [], [DefinitionIssue("'features' must be a list", file=path, field="features")]
+        prefix = "features"
+    elif isinstance(document, dict):
+        items, prefix = [document], None
+    else:
+        return [], [
+            DefinitionIssue(
+                "a definition file holds one feature (a mapping) or a top-level 'features:' list",
+                file=path,
+            )
+        ]
+
+    entries: list[tuple[str | None, FeatureDefinition | None]] = []
+    issues: list[DefinitionIssue] = []
+    for index, item in enumerate(items):
+        base = f"{prefix}[{index}]" if prefix else None
+        definition, item_issues = parse_definition(item, file=path, base_field=base)
+        issues.extend(item_issues)
+        entries.append((_raw_name(item), definition))
+    return entries, issues
+
+
+def parse_definition(
+    data: Any, *, file: Path | None = None, base_field: str | None = None
+) -> tuple[FeatureDefinition | None, list[DefinitionIssue]]:
+    """Validate one mapping; return the definition or the list of its problems."""
+    name = _raw_name(data)
+    if not isinstance(data, dict):
+        return None, [DefinitionIssue("a feature definition must be a mapping", file, name)]
+    try:
+        definition = FeatureDefinition.model_validate(data)
+    except ValidationError as error:
+        return None, validation_issues(error, file=file, feature=name, base_field=base_field)
+    return definition.with_path(file), []
+
+
+def validation_issues(
+    error: ValidationError,
+    *,
+    file: Path | None = None,
+    feature: str | None = None,
+    base_field: str | None = None,
+) -> list[DefinitionIssue]:
+    """Turn pydantic's errors into issues with dotted field paths and plain messages."""
+    issues = []
+    for item in error.errors():
+        field = _field_path(item["loc"])
+        if base_field:
+            field = f"{base_field}.{field}" if field else base_field
+        issues.append(
+            DefinitionIssue(_message(item), file=file, feature=feature, field=field or None)
+        )
+    return issues
+
+
+def _raw_name(data: Any) -> str | None:
+    if isinstance(data, dict) and isinstance(data.get("feature_name"), str):
+        return data["feature_name"]
+    return None
+
+
+def _field_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _message(item: dict) -> str:
+    kind = item["type"]
+    message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(item["loc"][-1]), _KNOWN_FIELDS, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "see SPEC section 2 for the fields"
+        return f"unknown field ({hint})"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "string_pattern_mismatch" and item["loc"][-1:] == ("feature_name",):
+        return (
+            f"'{item['input']}' is not a valid feature name: lowercase letters, digits and"
+            " '_', starting with a letter, at most 63 characters"
+        )
+    if kind == "enum":
+        return f"'{item['input']}' is not allowed: {message.removeprefix('Input should be ')}"
+    return message

@@ -1,0 +1,225 @@
+"""Write-audit-publish in DuckDB, independent of Dagster.
+
+For each feature: build into a staging table beside the live one, audit it with every check,
+and only when all blocking checks pass swap it in (drop + rename, one transaction). A rejected
+build leaves the live table untouched and its rows in ``_rejected.<feature>``; everything
+downstream of a rejected or failed feature is skipped in the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+import duckdb
+
+from .checks import CheckOutcome, TableProfile, evaluate_checks
+from .definitions import FeatureDefinition, FeatureStatus
+from .graph import FeatureGraph
+from .sql import quote_table
+from .transformations import build_into
+
+log = logging.getLogger("featurestore")
+
+REJECTED_SCHEMA = "_rejected"
+STAGING_PREFIX = "__staging_"
+
+
+class BuildStatus(StrEnum):
+    PUBLISHED = "published"  # every blocking check passed; the live table was replaced
+    REJECTED = "rejected"  # a blocking check failed; live table kept, rows in _rejected
+    FAILED = "failed"  # the transformation could not run
+    SKIPPED = "skipped"  # an upstream was rejected, failed or skipped in this run
+
+
+@dataclass
+class FeatureBuild:
+    """What happened to one feature in one run."""
+
+    feature_name: str
+    version: str
+    table: str
+    status: BuildStatus
+    rows: int | None = None
+    checks: list[CheckOutcome] = field(default_factory=list)
+    profile: TableProfile | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    rejected_table: str | None = None
+
+    @property
+    def checks_passed(self) -> int:
+        return sum(1 for c in self.checks if c.passed)
+
+    @property
+    def checks_failed(self) -> int:
+        return sum(1 for c in self.checks if not c.passed)
+
+    @property
+    def failed_blocking(self) -> list[CheckOutcome]:
+        return [c for c in self.checks if c.blocking and not c.passed]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == BuildStatus.PUBLISHED
+
+
+def staging_table(definition: FeatureDefinition) -> str:
+    schema, table = definition.table_name.split(".")
+    return f"{schema}.{STAGING_PREFIX}{table}"
+
+
+def rejected_table(definition: FeatureDefinition) -> str:
+    return f"{REJECTED_SCHEMA}.{definition.feature_name}"
+
+
+class FeatureBuilder:
+    """Builds features of one graph over one DuckDB connection.
+
+    Args:
+        conn: an open DuckDB connection (one for the whole run: opening one per feature is
+            most of the per-asset overhead).
+        graph: the validated feature graph.
+        now: the time freshness checks compare with (default: now).
+    """
+
+    def __init__(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        graph: FeatureGraph,
+        *,
+        now: datetime | None = None,
+    ):
+        self.conn = conn
+        self.graph = graph
+        self.now = now
+        self._schemas: set[str] = set()
+
+    def build_all(
+        self,
+        names: Iterable[str],
+        *,
+        on_start: Callable[[FeatureDefinition], None] | None = None,
+    ) -> Iterator[FeatureBuild]:
+        """Build ``names`` in dependency order, skipping what sits downstream of a failure."""
+        blocked: dict[str, str] = {}
+        for name in self.graph.topological_order(names):
+            definition = self.graph[name]
+            bad_parent = next((p for p in definition.upstream_features if p in blocked), None)
+            if bad_parent is not None:
+                blocked[name] = bad_parent
+                yield FeatureBuild(
+                    name,
+                    definition.version,
+                    definition.table_name,
+                    BuildStatus.SKIPPED,
+                    error=f"upstream '{bad_parent}' was {blocked_reason(blocked, bad_parent)}",
+                )
+                continue
+            if on_start:
+                on_start(definition)
+            result = self.build(definition)
+            if not result.ok:
+                blocked[name] = result.status.value
+            yield result
+
+    def build(self, definition: FeatureDefinition) -> FeatureBuild:
+        """Build one feature with write-audit-publish."""
+        started = time.perf_counter()
+        self._warn_deprecated(definition)
+        staging = staging_table(definition)
+        result = FeatureBuild(
+            definition.feature_name,
+            definition.version,
+            definition.table_name,
+            BuildStatus.FAILED,
+        )
+        try:
+            self._ensure_schema(definition.table_name.split(".")[0])
+            self._require_sources(definition)
+            inputs = {p: self.graph[p].table_name for p in definition.upstream_features}
+            build_into(self.conn, definition, staging, inputs)
+        except (duckdb.Error, TypeError, ValueError, LookupError) as error:
+            self._drop(staging)
+            result.error = _first_line(error)
+            result.seconds = time.perf_counter() - started
+            return result
+
+        checks, profile = evaluate_checks(self.conn, definition, quote_table(staging), now=self.now)
+        result.checks, result.profile, result.rows = checks, profile, profile.row_count
+        if any(c.blocking and not c.passed for c in checks):
+            result.status = BuildStatus.REJECTED
+            result.rejected_table = self._reject(definition, staging)
+        else:
+            self._publish(definition, staging)
+            result.status = BuildStatus.PUBLISHED
+        result.seconds = time.perf_counter() - started
+        return result
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def _publish(self, definition: FeatureDefinition, staging: str) -> None:
+        live = quote_table(definition.table_name)
+        _, table = definition.table_name.split(".")
+        self.conn.execute("BEGIN TRANSACTION")
+        try:
+            self.conn.execute(f"DROP TABLE IF EXISTS {live}")
+            self.conn.execute(f'ALTER TABLE {quote_table(staging)} RENAME TO "{table}"')
+            self.conn.execute("COMMIT")
+        except duckdb.Error:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _reject(self, definition: FeatureDefinition, staging: str) -> str:
+        target = rejected_table(definition)
+        self._ensure_schema(REJECTED_SCHEMA)
+        self.conn.execute(
+            f"CREATE OR REPLACE TABLE {quote_table(target)} AS SELECT * FROM {quote_table(staging)}"
+        )
+        self._drop(staging)
+        return target
+
+    def _drop(self, table: str) -> None:
+        self.conn.execute(f"DROP TABLE IF EXISTS {quote_table(table)}")
+
+    def _ensure_schema(self, schema: str) -> None:
+        if schema not in self._schemas:
+            self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            self._schemas.add(schema)
+
+    def _require_sources(self, definition: FeatureDefinition) -> None:
+        for source in definition.table_sources:
+            schema, table = source.split(".")
+            found = self.conn.execute(
+                "SELECT count(*) FROM information_schema.tables"
+                " WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
+                [schema, table],
+            ).fetchone()[0]
+            if not found:
+                raise LookupError(
+                    f"source table {source} does not exist in the DuckDB file; load it before"
+                    " building (it is an external asset owned by whoever loads the raw data)"
+                )
+
+    def _warn_deprecated(self, definition: FeatureDefinition) -> None:
+        if definition.status == FeatureStatus.DEPRECATED:
+            log.warning("feature '%s' is deprecated", definition.feature_name)
+        for parent in definition.upstream_features:
+            if self.graph[parent].status == FeatureStatus.DEPRECATED:
+                log.warning(
+                    "feature '%s' uses deprecated feature '%s'", definition.feature_name, parent
+                )
+
+
+def blocked_reason(blocked: dict[str, str], name: str) -> str:
+    reason = blocked[name]
+    return reason if reason in {"rejected", "failed"} else "skipped"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

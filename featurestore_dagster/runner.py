@@ -1,0 +1,151 @@
+"""Running builds through Dagster from the command line (and reporting them)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from xml.etree import ElementTree
+
+from .config import Settings
+from .definitions import FeatureStatus
+from .errors import MaterializationError, UnknownFeatureError
+from .graph import FeatureGraph
+from .materialize import FeatureBuild
+
+
+def select_features(graph: FeatureGraph, names: Iterable[str] | None) -> list[str]:
+    """``names`` plus their upstream, in build order (every compiled feature when None)."""
+    if not names:
+        return [d.feature_name for d in graph.compiled]
+    names = list(names)
+    for name in names:
+        if name not in graph:
+            raise UnknownFeatureError(name, graph.names)
+        if graph[name].status == FeatureStatus.ARCHIVED:
+            raise MaterializationError(f"feature '{name}' is archived and is not built")
+    return graph.with_upstream(names)
+
+
+def run_build(
+    graph: FeatureGraph,
+    settings: Settings,
+    names: Iterable[str] | None = None,
+    *,
+    console=None,
+    resource=None,
+) -> list[FeatureBuild]:
+    """Build the selection with ``dagster.materialize`` and return what happened to each feature.
+
+    Args:
+        console: a rich console for a progress display (None: no display).
+        resource: a preconfigured ``FeatureStoreResource`` (hooks); one is made from settings.
+    """
+    import dagster as dg
+
+    from .dagster_defs import RESOURCE_KEY, FeatureStoreResource, build_assets
+
+    selected = select_features(graph, names)
+    if not selected:
+        return []
+    resource = resource or FeatureStoreResource(settings)
+    builds: list[FeatureBuild] = []
+    resource.on_result = [*resource.on_result, builds.append]
+    progress = _progress(console, len(selected))
+    if progress is not None:
+        task = progress.add_task("building", total=len(selected))
+        previous_start = resource.on_start
+
+        def on_start(definition):
+            progress.update(task, description=f"building {definition.feature_name}")
+            if previous_start:
+                previous_start(definition)
+
+        resource.on_start = on_start
+        resource.on_result = [*resource.on_result, lambda _build: progress.advance(task)]
+
+    assets = build_assets(graph)
+    keys = [dg.AssetKey(graph[n].table_name.split(".")) for n in selected]
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    try:
+        if progress is not None:
+            progress.start()
+        dg.materialize(
+            assets,
+            selection=keys,
+            resources={RESOURCE_KEY: resource},
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            tags={"featurestore/command": "materialize"},
+        )
+    except Exception as error:  # a Dagster setup error: report it, no traceback
+        raise MaterializationError(f"Dagster could not run the build: {error}") from error
+    finally:
+        if progress is not None:
+            progress.stop()
+    _raise_on_setup_failure(builds, selected, settings)
+    return builds
+
+
+def _raise_on_setup_failure(builds, selected, settings: Settings) -> None:
+    if not builds and selected:
+        raise MaterializationError(
+            f"the build step did not run; is the DuckDB file {settings.duckdb_path} locked by"
+            " another process, or did the bootstrap hook fail? (set DAGSTER_HOME and use"
+            " `dagster dev` to see the run's logs)"
+        )
+
+
+def _progress(console, total: int):
+    if console is None:
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def write_junit(builds: list[FeatureBuild], path: Path) -> None:
+    """One test suite per feature, one test case per check (plus one for the build itself)."""
+    suites = ElementTree.Element("testsuites", name="featurestore check")
+    for build in builds:
+        cases = [("build", build.status.value in {"published", "rejected"}, build.error or "")]
+        cases += [(c.name, c.passed, _describe(c)) for c in build.checks]
+        failures = sum(1 for _, passed, _ in cases if not passed)
+        suite = ElementTree.SubElement(
+            suites,
+            "testsuite",
+            name=build.feature_name,
+            tests=str(len(cases)),
+            failures=str(failures),
+            time=f"{build.seconds:.3f}",
+        )
+        for name, passed, message in cases:
+            case = ElementTree.SubElement(
+                suite, "testcase", classname=f"featurestore.{build.feature_name}", name=name
+            )
+            if build.status.value == "skipped" and name == "build":
+                ElementTree.SubElement(case, "skipped", message=build.error or "skipped")
+            elif not passed:
+                failure = ElementTree.SubElement(case, "failure", message=message[:500])
+                failure.text = message
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ElementTree.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _describe(outcome) -> str:
+    details = ", ".join(f"{k}={v}" for k, v in outcome.metadata.items())
+    return f"{outcome.description} ({details})" if details else outcome.description

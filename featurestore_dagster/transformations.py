@@ -1,0 +1,104 @@
+"""Running a transformation into a table: SQL (DuckDB SELECT) or python (``module:function``).
+
+A python transformation is called as ``fn(conn, inputs, **parameters)``:
+
+- ``conn``: the ``duckdb.DuckDBPyConnection`` of the build;
+- ``inputs``: ``{name: duckdb.DuckDBPyRelation}`` for each upstream feature (by feature name)
+  and each table source (by ``schema.table``);
+- ``parameters``: ``transformation.parameters``.
+
+It returns a pandas or polars DataFrame, a pyarrow Table or a DuckDB relation holding exactly the
+entity columns, the timestamp column and the value column. The result goes into DuckDB through
+Arrow/replacement scans, never a Python loop over rows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .definitions import FeatureDefinition, TransformationType
+from .sql import quote_table, substitute_parameters
+
+
+class PythonImportError(ValueError):
+    """A ``module:function`` reference that does not resolve to a callable."""
+
+
+def render_sql(definition: FeatureDefinition) -> str:
+    """The definition's SQL with ``{{ parameters }}`` substituted as literals."""
+    transformation = definition.transformation
+    return substitute_parameters(transformation.code, transformation.parameters)
+
+
+def import_transformation(reference: str) -> Callable[..., Any]:
+    """Import ``module.path:function``; raise ``PythonImportError`` with a readable reason."""
+    module_name, _, attribute = reference.strip().partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # the user's module may raise anything while importing
+        raise PythonImportError(
+            f"cannot import module '{module_name}' of '{reference}': {type(error).__name__}:"
+            f" {error} (modules are imported from the project root and installed packages)"
+        ) from None
+    function = getattr(module, attribute, None)
+    if function is None:
+        raise PythonImportError(f"module '{module_name}' has no function '{attribute}'")
+    if not callable(function):
+        raise PythonImportError(f"'{reference}' is not callable")
+    return function
+
+
+def ensure_importable_root(root) -> None:
+    """Let python transformations import modules that live in the project root."""
+    text = str(root)
+    if text not in sys.path:
+        sys.path.insert(0, text)
+
+
+def build_into(
+    conn,
+    definition: FeatureDefinition,
+    target: str,
+    input_tables: Mapping[str, str],
+) -> None:
+    """Run the transformation and store its result as table ``target`` (replacing it).
+
+    Args:
+        conn: DuckDB connection.
+        definition: the feature.
+        target: ``schema.table`` to create.
+        input_tables: upstream feature name -> its live table (python inputs).
+    """
+    quoted = quote_table(target)
+    if definition.transformation.transformation_type == TransformationType.SQL:
+        conn.execute(f"CREATE OR REPLACE TABLE {quoted} AS {render_sql(definition)}")
+        return
+    function = import_transformation(definition.transformation.code)
+    inputs = {name: conn.table(table) for name, table in input_tables.items()}
+    for source in definition.table_sources:
+        inputs[source] = conn.table(source)
+    result = function(conn, inputs, **definition.transformation.parameters)
+    _store(conn, result, quoted, definition)
+
+
+def _store(conn, result: Any, quoted: str, definition: FeatureDefinition) -> None:
+    import duckdb
+
+    if isinstance(result, duckdb.DuckDBPyRelation):
+        conn.execute(f"CREATE OR REPLACE TABLE {quoted} AS SELECT * FROM result")
+        return
+    kind = type(result).__module__.split(".")[0]
+    if kind not in {"pandas", "polars", "pyarrow"}:
+        raise TypeError(
+            f"python transformation {definition.transformation.code} returned"
+            f" {type(result).__name__}; return a pandas/polars DataFrame, a pyarrow Table or a"
+            " DuckDB relation"
+        )
+    conn.register("__featurestore_result", result)
+    try:
+        conn.execute(f"CREATE OR REPLACE TABLE {quoted} AS SELECT * FROM __featurestore_result")
+    finally:
+        conn.unregister("__featurestore_result")

@@ -1,0 +1,215 @@
+"""FeatureDefinition -> Dagster AssetSpec and AssetCheckSpecs (SPEC section 3).
+
+Like dagster-dbt's ``DagsterDbtTranslator``: one overridable getter per attribute, and a pure
+builder that returns ``(asset_specs, check_specs)``. Subclass and override a getter to change
+one mapping without touching the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+import dagster as dg
+
+from .checks import CheckSpecInfo, check_specs
+from .definitions import EMAIL_PATTERN, DataType, FeatureDefinition
+from .graph import FeatureGraph
+
+DUCKDB_TYPES = {
+    DataType.FLOAT: "DOUBLE",
+    DataType.INTEGER: "BIGINT",
+    DataType.STRING: "VARCHAR",
+    DataType.BOOLEAN: "BOOLEAN",
+    DataType.TIMESTAMP: "TIMESTAMP",
+}
+
+
+def table_asset_key(table: str) -> dg.AssetKey:
+    """``features.stock_rsi_14d`` -> ``AssetKey(["features", "stock_rsi_14d"])``."""
+    return dg.AssetKey(table.split("."))
+
+
+class FeatureTranslator:
+    """Maps definitions to Dagster specs.
+
+    Args:
+        code_versions: feature name -> code version (from the registry's history); features
+            missing from it use their declared version.
+        usage: feature name -> metadata about models using it, shown in the UI.
+    """
+
+    def __init__(
+        self,
+        code_versions: Mapping[str, str] | None = None,
+        usage: Mapping[str, Mapping[str, object]] | None = None,
+    ):
+        self.code_versions = dict(code_versions or {})
+        self.usage = dict(usage or {})
+
+    # --- getters ------------------------------------------------------------------------------
+
+    def get_asset_key(self, definition: FeatureDefinition) -> dg.AssetKey:
+        return table_asset_key(definition.table_name)
+
+    def get_source_asset_key(self, source: str) -> dg.AssetKey:
+        return table_asset_key(source)
+
+    def get_group_name(self, definition: FeatureDefinition) -> str:
+        return definition.feature_type.value
+
+    def get_kinds(self, definition: FeatureDefinition) -> set[str]:
+        return {"duckdb", definition.transformation.transformation_type.value}
+
+    def get_owners(self, definition: FeatureDefinition) -> list[str]:
+        if not definition.owner:
+            return []
+        if re.match(EMAIL_PATTERN, definition.owner):
+            return [definition.owner]
+        return [f"team:{definition.owner}"]
+
+    def get_tags(self, definition: FeatureDefinition) -> dict[str, str]:
+        tags = dict.fromkeys(definition.tags, "")
+        tags["status"] = definition.status.value
+        return tags
+
+    def get_description(self, definition: FeatureDefinition) -> str | None:
+        return definition.description or None
+
+    def get_code_version(self, definition: FeatureDefinition) -> str:
+        return self.code_versions.get(definition.feature_name, definition.version)
+
+    def get_column_schema(self, definition: FeatureDefinition) -> dg.TableSchema:
+        columns = [
+            dg.TableColumn(c, "VARCHAR", description="entity") for c in definition.entity_columns
+        ]
+        columns.append(
+            dg.TableColumn(definition.timestamp_column, "DATE", description="event time")
+        )
+        columns.append(
+            dg.TableColumn(
+                definition.feature_name,
+                DUCKDB_TYPES[definition.data_type],
+                description=definition.description or None,
+            )
+        )
+        return dg.TableSchema(columns=columns)
+
+    def get_metadata(self, definition: FeatureDefinition) -> dict[str, object]:
+        transformation = definition.transformation
+        metadata: dict[str, object] = {
+            "feature_name": definition.feature_name,
+            "version": definition.version,
+            "status": definition.status.value,
+            "data_type": definition.data_type.value,
+            "entity_columns": ", ".join(definition.entity_columns) or "(global)",
+            "timestamp_column": definition.timestamp_column,
+            "dagster/table_name": definition.table_name,
+            "dagster/column_schema": self.get_column_schema(definition),
+            "transformation_type": transformation.transformation_type.value,
+            "transformation": dg.MetadataValue.md(
+                f"```{'sql' if transformation.transformation_type == 'sql' else 'text'}\n"
+                f"{transformation.code.strip()}\n```"
+            ),
+            "validation_rules": dg.MetadataValue.json(
+                [
+                    rule.model_dump(mode="json", exclude_none=True)
+                    for rule in definition.validation_rules
+                ]
+            ),
+        }
+        if transformation.parameters:
+            metadata["parameters"] = dg.MetadataValue.json(transformation.parameters)
+        if definition.sources:
+            metadata["sources"] = ", ".join(definition.sources)
+        if definition.schedule:
+            metadata["schedule"] = definition.schedule
+        if definition.path is not None:
+            metadata["definition_file"] = str(definition.path)
+        for key, value in self.usage.get(definition.feature_name, {}).items():
+            metadata[key] = value
+        return metadata
+
+    def get_deps(self, definition: FeatureDefinition, graph: FeatureGraph) -> list[dg.AssetKey]:
+        deps = [self.get_asset_key(graph[p]) for p in definition.upstream_features]
+        deps += [self.get_source_asset_key(s) for s in definition.table_sources]
+        return deps
+
+    def get_check_specs(self, definition: FeatureDefinition) -> list[dg.AssetCheckSpec]:
+        key = self.get_asset_key(definition)
+        return [self._check_spec(key, info) for info in check_specs(definition)]
+
+    def _check_spec(self, key: dg.AssetKey, info: CheckSpecInfo) -> dg.AssetCheckSpec:
+        metadata = {"rule_type": info.rule_type, "blocking": info.blocking}
+        if info.rule is not None and info.rule.parameters:
+            metadata["parameters"] = json.dumps(info.rule.parameters, sort_keys=True, default=str)
+        return dg.AssetCheckSpec(
+            name=info.name,
+            asset=key,
+            description=info.description,
+            blocking=info.blocking,
+            metadata=metadata,
+        )
+
+    def get_asset_spec(self, definition: FeatureDefinition, graph: FeatureGraph) -> dg.AssetSpec:
+        return dg.AssetSpec(
+            key=self.get_asset_key(definition),
+            deps=self.get_deps(definition, graph),
+            description=self.get_description(definition),
+            metadata=self.get_metadata(definition),
+            group_name=self.get_group_name(definition),
+            code_version=self.get_code_version(definition),
+            owners=self.get_owners(definition),
+            tags=self.get_tags(definition),
+            kinds=self.get_kinds(definition),
+            skippable=True,
+        )
+
+    def get_source_spec(self, source: str) -> dg.AssetSpec:
+        return dg.AssetSpec(
+            key=self.get_source_asset_key(source),
+            group_name="sources",
+            kinds={"duckdb"},
+            description=f"Source table {source}, loaded into the DuckDB file outside the store.",
+            metadata={"dagster/table_name": source},
+        )
+
+
+def build_specs(
+    graph: FeatureGraph, translator: FeatureTranslator | None = None
+) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec], list[dg.AssetSpec]]:
+    """Pure builder: ``(feature_specs, check_specs, source_specs)`` for the compiled features.
+
+    Raises:
+        DefinitionError: when two features (or a feature and a source) map to one asset key.
+    """
+    translator = translator or FeatureTranslator()
+    features, checks = [], []
+    for definition in graph.compiled:
+        features.append(translator.get_asset_spec(definition, graph))
+        checks.extend(translator.get_check_specs(definition))
+    sources = [translator.get_source_spec(s) for s in graph.table_sources]
+    _refuse_collisions(graph, translator, sources)
+    return features, checks, sources
+
+
+def _refuse_collisions(graph, translator, sources) -> None:
+    from .errors import DefinitionError, DefinitionIssue
+
+    owners: dict[dg.AssetKey, str] = {}
+    issues = []
+    for definition in graph.compiled:
+        key = translator.get_asset_key(definition)
+        if key in owners:
+            issues.append(
+                DefinitionIssue(
+                    f"asset key {key.to_user_string()} is also the key of '{owners[key]}'",
+                    file=definition.path,
+                    feature=definition.feature_name,
+                    field="duckdb_table",
+                )
+            )
+        owners.setdefault(key, definition.feature_name)
+    if issues:
+        raise DefinitionError(issues)
