@@ -18,7 +18,7 @@ import duckdb
 
 from .config import Settings
 from .graph import FeatureGraph
-from .materialize import BuildStatus, FeatureBuild, FeatureBuilder
+from .materialize import BuildStatus, FeatureBuild, FeatureBuilder, open_duckdb
 from .transformations import ensure_importable_root, import_transformation
 from .translator import FeatureTranslator, build_specs
 
@@ -45,7 +45,7 @@ class FeatureStoreResource:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         self.settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(str(self.settings.duckdb_path))
+        return open_duckdb(self.settings.duckdb_path)
 
     def bootstrap(self, conn: duckdb.DuckDBPyConnection) -> None:
         if self.settings.bootstrap:
@@ -171,7 +171,7 @@ def _clean(metadata: dict) -> dict:
 
 def build_schedules(
     graph: FeatureGraph, translator: FeatureTranslator | None = None
-) -> tuple[list[dg.ScheduleDefinition], list[dg.UnresolvedAssetJobDefinition]]:
+) -> tuple[list[dg.ScheduleDefinition], list]:
     """One schedule per distinct cron: its features and everything downstream, drafts left out."""
     translator = translator or FeatureTranslator()
     from .definitions import FeatureStatus

@@ -68,6 +68,24 @@ class FeatureBuild:
         return self.status == BuildStatus.PUBLISHED
 
 
+CATALOG = "featurestore"
+
+
+def open_duckdb(path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the feature DuckDB file attached as catalog ``featurestore``.
+
+    A file named ``features.duckdb`` would otherwise be catalog ``features`` and make every
+    ``features.<table>`` reference ambiguous with the schema of the same name.
+    """
+    conn = duckdb.connect()
+    mode = " (READ_ONLY)" if read_only else ""
+    literal = "'" + str(path).replace("'", "''") + "'"
+    conn.execute(f"ATTACH {literal} AS {CATALOG}{mode}")
+    conn.execute(f"USE {CATALOG}")
+    conn.execute("SET temp_directory = " + literal[:-1] + ".tmp'")
+    return conn
+
+
 def staging_table(definition: FeatureDefinition) -> str:
     schema, table = definition.table_name.split(".")
     return f"{schema}.{STAGING_PREFIX}{table}"
@@ -143,7 +161,7 @@ class FeatureBuilder:
             self._require_sources(definition)
             inputs = {p: self.graph[p].table_name for p in definition.upstream_features}
             build_into(self.conn, definition, staging, inputs)
-        except (duckdb.Error, TypeError, ValueError, LookupError) as error:
+        except Exception as error:  # user SQL or python code may fail in any way
             self._drop(staging)
             result.error = _first_line(error)
             result.seconds = time.perf_counter() - started

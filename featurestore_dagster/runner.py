@@ -70,7 +70,7 @@ def run_build(
     try:
         if progress is not None:
             progress.start()
-        dg.materialize(
+        result = dg.materialize(
             assets,
             selection=keys,
             resources={RESOURCE_KEY: resource},
@@ -84,17 +84,24 @@ def run_build(
     finally:
         if progress is not None:
             progress.stop()
-    _raise_on_setup_failure(builds, selected, settings)
+    if len(builds) < len(selected):
+        raise MaterializationError(
+            f"the build stopped after {len(builds)} of {len(selected)} feature(s): "
+            + _step_failure(result)
+        )
     return builds
 
 
-def _raise_on_setup_failure(builds, selected, settings: Settings) -> None:
-    if not builds and selected:
-        raise MaterializationError(
-            f"the build step did not run; is the DuckDB file {settings.duckdb_path} locked by"
-            " another process, or did the bootstrap hook fail? (set DAGSTER_HOME and use"
-            " `dagster dev` to see the run's logs)"
-        )
+def _step_failure(result) -> str:
+    """The error message Dagster recorded for the failed step (without its traceback)."""
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None and "Failure" not in error.cls_name:
+                error = error.cause
+            if error is not None:
+                return error.message.strip().splitlines()[-1]
+    return "the build step did not complete"
 
 
 def _progress(console, total: int):

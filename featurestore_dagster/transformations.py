@@ -90,6 +90,8 @@ def _store(conn, result: Any, quoted: str, definition: FeatureDefinition) -> Non
     if isinstance(result, duckdb.DuckDBPyRelation):
         conn.execute(f"CREATE OR REPLACE TABLE {quoted} AS SELECT * FROM result")
         return
+    if hasattr(result, "read_all") and not hasattr(result, "num_rows"):
+        result = result.read_all()  # a streaming pyarrow RecordBatchReader
     kind = type(result).__module__.split(".")[0]
     if kind not in {"pandas", "polars", "pyarrow"}:
         raise TypeError(

@@ -1,0 +1,248 @@
+"""Write-audit-publish through real Dagster runs into a real DuckDB file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from featurestore_dagster.cli import app
+from featurestore_dagster.materialize import open_duckdb
+from tests.conftest import base_definition
+
+runner = CliRunner()
+
+
+def seed_prices(path, rows=((1, 10.0), (2, 11.0), (3, 12.0))):
+    conn = duckdb.connect(str(path))
+    conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    conn.execute("CREATE OR REPLACE TABLE raw.prices (symbol VARCHAR, date DATE, close DOUBLE)")
+    for day, close in rows:
+        for symbol in ("AAA", "BBB"):
+            conn.execute(
+                "INSERT INTO raw.prices VALUES (?, DATE '2024-01-01' + ?::INTEGER, ?)",
+                [symbol, day, close],
+            )
+    conn.close()
+
+
+def child(**overrides):
+    payload = base_definition(
+        feature_name="double_price",
+        feature_type="derived",
+        upstream_features=["close_price"],
+        sources=[],
+        transformation={
+            "code": "SELECT symbol, date, close_price * {{ k }} AS double_price"
+            " FROM features.close_price",
+            "parameters": {"k": 2},
+        },
+    )
+    payload.update(overrides)
+    return payload
+
+
+def table_rows(db, table):
+    conn = open_duckdb(db, read_only=True)
+    try:
+        return conn.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+    finally:
+        conn.close()
+
+
+def table_digest(db, table):
+    return hashlib.sha256(repr(table_rows(db, table)).encode()).hexdigest()
+
+
+@pytest.fixture
+def project(definitions_folder, store_env, tmp_path):
+    db = tmp_path / "features.duckdb"
+    seed_prices(db)
+    definitions_folder.write(base_definition())
+    definitions_folder.write(child())
+    return definitions_folder, db, store_env
+
+
+def materialize(env, *args):
+    return runner.invoke(app, ["materialize", *args], env=env)
+
+
+def test_materialize_publishes_tables_and_prints_summary(project):
+    _, db, env = project
+    result = materialize(env)
+    assert result.exit_code == 0, result.output
+    assert "close_price" in result.stdout and "double_price" in result.stdout
+    assert "published" in result.stdout
+    assert table_rows(db, "features.double_price")[0] == ("AAA", _date(1), 20.0)
+    # Nothing left in staging.
+    conn = open_duckdb(db, read_only=True)
+    names = {
+        r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+    conn.close()
+    assert not any(n.startswith("__staging_") for n in names)
+
+
+def test_materialize_json_lists_every_build(project):
+    _, _, env = project
+    result = materialize(env, "--json")
+    assert result.exit_code == 0, result.output
+    builds = {b["feature_name"]: b for b in json.loads(result.stdout)}
+    assert builds["close_price"]["rows"] == 6
+    assert builds["double_price"]["status"] == "published"
+    names = {c["name"] for c in builds["close_price"]["checks"]}
+    assert {"schema", "unique_key", "range"} <= names
+
+
+def test_selected_feature_builds_its_upstream_only(project, definitions_folder):
+    folder, db, env = project
+    folder.write(
+        child(
+            feature_name="other_price",
+            transformation={
+                "code": "SELECT symbol, date, close_price AS other_price FROM features.close_price"
+            },
+        )
+    )
+    result = materialize(env, "double_price", "--json")
+    assert result.exit_code == 0, result.output
+    assert {b["feature_name"] for b in json.loads(result.stdout)} == {"close_price", "double_price"}
+
+
+def test_blocking_failure_keeps_live_table_and_skips_downstream(project):
+    folder, db, env = project
+    assert materialize(env).exit_code == 0
+    before = table_digest(db, "features.close_price")
+    downstream_before = table_digest(db, "features.double_price")
+    # New raw data with a negative close violates the blocking range rule.
+    seed_prices(db, rows=((1, 10.0), (2, -5.0), (3, 12.0), (4, 13.0)))
+    result = materialize(env, "--json")
+    assert result.exit_code == 1
+    builds = {b["feature_name"]: b for b in json.loads(result.stdout)}
+    assert builds["close_price"]["status"] == "rejected"
+    failed = [c for c in builds["close_price"]["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["range"]
+    assert failed[0]["metadata"]["failing_rows"] == 2
+    assert builds["double_price"]["status"] == "skipped"
+    # Live tables byte-identical; rejected rows inspectable.
+    assert table_digest(db, "features.close_price") == before
+    assert table_digest(db, "features.double_price") == downstream_before
+    rejected = table_rows(db, builds["close_price"]["rejected_table"])
+    assert len(rejected) == 8 and min(r[2] for r in rejected) == -5.0
+
+
+def test_blocking_failure_human_output_names_check(project):
+    _, db, env = project
+    seed_prices(db, rows=((1, -1.0),))
+    result = materialize(env)
+    assert result.exit_code == 1
+    assert "rejected" in result.stdout and "range" in result.stdout
+    assert "_rejected.close_price" in result.stderr
+
+
+def test_non_blocking_failure_publishes_with_warning(project):
+    folder, db, env = project
+    folder.write(
+        base_definition(
+            validation_rules=[
+                {"rule_type": "range", "parameters": {"max": 5}, "is_blocking": False}
+            ]
+        )
+    )
+    result = materialize(env, "--json")
+    assert result.exit_code == 0, result.output
+    builds = {b["feature_name"]: b for b in json.loads(result.stdout)}
+    assert builds["close_price"]["status"] == "published"
+    assert [c["passed"] for c in builds["close_price"]["checks"] if c["name"] == "range"] == [False]
+    assert builds["double_price"]["status"] == "published"
+
+
+def test_wrong_output_type_fails_schema_check(project):
+    folder, db, env = project
+    folder.write(
+        base_definition(
+            data_type="integer",
+            transformation={"code": "SELECT symbol, date, close AS close_price FROM raw.prices"},
+        )
+    )
+    result = materialize(env, "--json")
+    assert result.exit_code == 1
+    build = json.loads(result.stdout)[0]
+    assert build["status"] == "rejected"
+    schema = next(c for c in build["checks"] if c["name"] == "schema")
+    assert not schema["passed"]
+
+
+def test_missing_source_table_fails_clearly(definitions_folder, store_env):
+    definitions_folder.write(base_definition())
+    result = materialize(store_env, "--json")
+    assert result.exit_code == 1
+    build = json.loads(result.stdout)[0]
+    assert build["status"] == "failed"
+    assert "raw.prices" in build["error"] and "does not exist" in build["error"]
+
+
+def test_sql_runtime_error_is_reported_not_raised(project):
+    folder, db, env = project
+    folder.write(
+        base_definition(
+            transformation={"code": "SELECT symbol, date, nope AS close_price FROM raw.prices"}
+        )
+    )
+    result = materialize(env)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "nope" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["pandas", "arrow", "relation"])
+def test_python_transformation_results_go_into_duckdb(project, kind, tmp_path, monkeypatch):
+    folder, db, env = project
+    module = tmp_path / "my_transforms.py"
+    module.write_text(
+        "def compute(conn, inputs, factor, kind):\n"
+        "    rel = inputs['close_price'].project(f'symbol, date, close_price * {factor} AS tripled')\n"
+        "    if kind == 'pandas':\n"
+        "        return rel.df()\n"
+        "    if kind == 'arrow':\n"
+        "        return rel.arrow()\n"
+        "    return rel\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder.write(
+        child(
+            feature_name="tripled",
+            transformation={
+                "transformation_type": "python",
+                "code": "my_transforms:compute",
+                "parameters": {"factor": 3, "kind": kind},
+            },
+        )
+    )
+    result = materialize(env, "tripled", "--json")
+    assert result.exit_code == 0, result.output
+    symbol, date, value = table_rows(db, "features.tripled")[0]
+    # pandas turns DATE into datetime64 (TIMESTAMP); both satisfy the schema check.
+    assert (symbol, getattr(date, "date", lambda: date)(), value) == ("AAA", _date(1), 30.0)
+
+
+def test_check_command_writes_junit_and_gates(project, tmp_path):
+    _, db, env = project
+    report = tmp_path / "junit.xml"
+    result = runner.invoke(app, ["check", "--junit-xml", str(report)], env=env)
+    assert result.exit_code == 0, result.output
+    text = report.read_text()
+    assert 'testsuite name="close_price"' in text and 'failures="0"' in text
+    seed_prices(db, rows=((1, -1.0),))
+    result = runner.invoke(app, ["check", "--junit-xml", str(report)], env=env)
+    assert result.exit_code == 1
+    assert "<failure" in report.read_text()
+
+
+def _date(day):
+    import datetime
+
+    return datetime.date(2024, 1, 1) + datetime.timedelta(days=day)
