@@ -38,7 +38,9 @@ def synthetic_graph(count: int, seed: int = 7) -> list[tuple[str, list[str]]]:
         if index < 10:
             parents = []
         else:
-            parents = sorted({f"feat_{rng.randrange(index):05d}" for _ in range(rng.choice((1, 2)))})
+            parents = sorted(
+                {f"feat_{rng.randrange(index):05d}" for _ in range(rng.choice((1, 2)))}
+            )
         graph.append((name, parents))
     return graph
 
@@ -143,7 +145,9 @@ print(time.perf_counter() - start)
 
 
 def run(script: str) -> float:
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT
+    )
     if result.returncode != 0:
         raise SystemExit(result.stderr[-3000:])
     return float(result.stdout.strip().splitlines()[-1])

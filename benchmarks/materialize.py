@@ -74,7 +74,11 @@ def feature_dag() -> dict[str, tuple[list[str], str, list[dict]]]:
         dag[f"px_vma_{n}"] = (up, sql, positive + nulls + outliers)
     for n in (10, 20):
         up, sql = _window(f"px_mom_{n}", "px_return", "sum({col})", n)
-        dag[f"px_mom_{n}"] = (up, sql, nulls + outliers + [{"rule_type": "unique", "parameters": {}}])
+        dag[f"px_mom_{n}"] = (
+            up,
+            sql,
+            nulls + outliers + [{"rule_type": "unique", "parameters": {}}],
+        )
     dag["px_sma_ratio"] = (
         ["px_sma_5", "px_sma_50"],
         "SELECT a.symbol, a.date, a.px_sma_5 / b.px_sma_50 AS px_sma_ratio"
