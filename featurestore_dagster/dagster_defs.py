@@ -221,8 +221,7 @@ def build_definitions(
     schedules, jobs = build_schedules(graph, translator)
     all_job = dg.define_asset_job(
         name=ALL_FEATURES_JOB,
-        selection=dg.AssetSelection.all(include_sources=False)
-        - dg.AssetSelection.groups("sources"),
+        selection=dg.AssetSelection.assets(*[translator.get_asset_key(d) for d in graph.compiled]),
         description="Build every feature",
     )
     return dg.Definitions(

@@ -16,6 +16,8 @@ from .definitions import FeatureDefinition, Transformation, ValidationRule
 from .errors import DefinitionError, DefinitionIssue
 
 DEFINITION_SUFFIXES = (".yaml", ".yml")
+# libyaml's safe loader is ~10x faster than the pure-Python one on large repositories.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _KNOWN_FIELDS = [
     *FeatureDefinition.model_fields,
     *Transformation.model_fields,
@@ -90,7 +92,7 @@ def read_definition_file(
 ) -> tuple[list[tuple[str | None, FeatureDefinition | None]], list[DefinitionIssue]]:
     """One file -> ``[(name, definition or None when invalid)]`` and its problems."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
