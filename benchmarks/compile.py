@@ -105,8 +105,8 @@ from featurestore_dagster.dagster_defs import build_definitions
     + SNAPSHOT
     + """
 start = time.perf_counter()
-settings = Settings.load(definitions_path={folder!r})
-graph = FeatureGraph.load(Path({folder!r}))
+settings = Settings.load(definitions_path={folder!r}, duckdb_path={duckdb!r})
+graph = FeatureGraph.from_settings(settings)
 defs = build_definitions(graph, settings)
 snapshot(defs)
 print(time.perf_counter() - start)
@@ -120,15 +120,28 @@ import dagster as dg
 """
     + SNAPSHOT
     + """
-graph = json.load(open({graph_file!r}))
+graph, sqls, rules = json.load(open({graph_file!r}))
 start = time.perf_counter()
 specs, checks = [], []
 for name, parents in graph:
     key = dg.AssetKey(["features", name])
     deps = [dg.AssetKey(["features", p]) for p in parents] or [dg.AssetKey(["raw", "prices"])]
+    # The same information the feature store puts on each asset, written by hand.
+    metadata = {{
+        "feature_name": name, "version": "1.0.0", "status": "active", "data_type": "float",
+        "entity_columns": "symbol", "timestamp_column": "date",
+        "dagster/table_name": f"features.{{name}}",
+        "dagster/column_schema": dg.TableSchema(columns=[
+            dg.TableColumn("symbol", "VARCHAR"), dg.TableColumn("date", "DATE"),
+            dg.TableColumn(name, "DOUBLE")]),
+        "transformation_type": "sql",
+        "transformation": dg.MetadataValue.md(f"```sql\\n{{sqls[name]}}\\n```"),
+        "validation_rules": dg.MetadataValue.json(rules),
+    }}
     specs.append(dg.AssetSpec(key, deps=deps, group_name="derived" if parents else "raw",
         description=f"Synthetic feature {{name}}", code_version="1.0.0", owners=["team:bench-team"],
-        tags={{"synthetic": "", "status": "active"}}, kinds={{"duckdb", "sql"}}, skippable=True))
+        tags={{"synthetic": "", "status": "active"}}, kinds={{"duckdb", "sql"}}, skippable=True,
+        metadata=metadata))
     for check in ("schema", "unique_key", "range", "null_check", "outlier"):
         checks.append(dg.AssetCheckSpec(check, asset=key, blocking=check in ("schema", "unique_key", "range")))
 
@@ -158,8 +171,12 @@ def bench(count: int, rounds: int, workdir: Path) -> dict:
     folder = workdir / f"defs_{count}"
     write_definitions(folder, graph)
     graph_file = workdir / f"graph_{count}.json"
-    graph_file.write_text(json.dumps(graph))
-    ours_script = OURS.format(root=str(ROOT), folder=str(folder))
+    sqls = {name: sql_for(name, parents) for name, parents in graph}
+    graph_file.write_text(json.dumps([graph, sqls, RULES]))
+    duckdb_file = workdir / f"state_{count}" / "features.duckdb"  # its folder holds the cache
+    ours_script = OURS.format(root=str(ROOT), folder=str(folder), duckdb=str(duckdb_file))
+    cold = run(ours_script)  # first load: empty SQL-reference cache
+    print(f"  features={count:,} cold load (no cache): featurestore {cold:.2f}s", flush=True)
     floor_script = FLOOR.format(graph_file=str(graph_file))
     ours, floor, ratios = [], [], []
     for index in range(rounds):
@@ -177,6 +194,7 @@ def bench(count: int, rounds: int, workdir: Path) -> dict:
     return {
         "features": count,
         "rounds": rounds,
+        "featurestore_cold_s": round(cold, 3),
         "featurestore_median_s": round(statistics.median(ours), 3),
         "hand_written_median_s": round(statistics.median(floor), 3),
         "median_ratio": round(statistics.median(ratios), 3),
@@ -191,12 +209,16 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fs-compile-") as tmp:
         results = [bench(count, args.rounds, Path(tmp)) for count in args.features]
-    print("\n| features | featurestore (median s) | hand-written specs (median s) | median ratio |")
-    print("|---:|---:|---:|---:|")
+    print(
+        "\n| features | featurestore cold (s) | featurestore warm (median s)"
+        " | hand-written specs (median s) | warm median ratio | cold ratio |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
     for r in results:
+        cold_ratio = r["featurestore_cold_s"] / r["hand_written_median_s"]
         print(
-            f"| {r['features']:,} | {r['featurestore_median_s']} | {r['hand_written_median_s']}"
-            f" | {r['median_ratio']} |"
+            f"| {r['features']:,} | {r['featurestore_cold_s']} | {r['featurestore_median_s']}"
+            f" | {r['hand_written_median_s']} | {r['median_ratio']} | {cold_ratio:.2f} |"
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))

@@ -93,10 +93,8 @@ def print_json(data: Any) -> None:
 
 def load_graph(config):
     from .graph import FeatureGraph
-    from .transformations import ensure_importable_root
 
-    ensure_importable_root(config.project_root)
-    return FeatureGraph.load(config.definitions_path)
+    return FeatureGraph.from_settings(config)
 
 
 # --- materialize / check ---------------------------------------------------------------------
@@ -135,21 +133,36 @@ def check(
     """Deployment gate: definitions load, every feature builds and every blocking check passes."""
     config = settings()
     graph = load_graph(config)
+    from .cli_versions import unregistered_features
     from .runner import run_build, write_junit
 
+    unregistered = unregistered_features()
     builds = run_build(graph, config, None, console=None if json_output else err)
     if junit_xml:
         write_junit(builds, junit_xml)
     failed = [b for b in builds if not b.ok]
     if json_output:
-        print_json({"passed": not failed, "features": [build_json(b) for b in builds]})
+        print_json(
+            {
+                "passed": not failed and not unregistered,
+                "features": [build_json(b) for b in builds],
+                "unregistered": unregistered,
+            }
+        )
     else:
         render_builds(builds, config)
+        for item in unregistered:
+            err.print(
+                f"[red]{item['feature_name']}[/]: not registered ({item['change']}); run"
+                " `featurestore plan` and `featurestore apply`"
+            )
         if failed:
             err.print(f"[bold red]check failed:[/] {len(failed)} feature(s) not published")
-        else:
+        if unregistered:
+            err.print(f"[bold red]check failed:[/] {len(unregistered)} feature(s) not registered")
+        if not failed and not unregistered:
             out.print(f"[bold green]check passed:[/] {len(builds)} feature(s) built and checked")
-    if failed:
+    if failed or unregistered:
         raise typer.Exit(1)
 
 
@@ -264,8 +277,11 @@ def show(name: str, json_output: JsonOption = False) -> None:
     graph = load_graph(config)
     definition = graph[name]
     data = definition_json(definition, graph)
+    from .cli_versions import registry_json, render_registry
+
+    registry = registry_json(name)
     if json_output:
-        print_json(data)
+        print_json({**data, **registry})
         return
     table = Table(show_header=False, title=name, title_justify="left")
     table.add_column("field", style="bold")
@@ -285,6 +301,7 @@ def show(name: str, json_output: JsonOption = False) -> None:
             blocking = "blocking" if rule.is_blocking else "warning"
             label = rule.name or rule.rule_type.value
             out.print(f"  - {label} ({blocking}): {json.dumps(rule.parameters)}")
+    render_registry(registry)
 
 
 def definition_json(definition, graph) -> dict[str, Any]:
@@ -293,6 +310,11 @@ def definition_json(definition, graph) -> dict[str, Any]:
     data["downstream_features"] = graph.downstream(definition.feature_name)
     data["definition_file"] = str(definition.path) if definition.path else None
     return data
+
+
+# Registered on import: plan, apply, bump, versions, rollback, activate, deprecate, archive
+# (cli_versions); lineage, usage record/history, stats (cli_usage).
+from . import cli_usage, cli_versions  # noqa: E402, F401
 
 
 def main() -> None:

@@ -75,6 +75,11 @@ class Settings:
             bootstrap=bootstrap,
         )
 
+    @property
+    def cache_path(self) -> Path:
+        """The SQL-reference cache, beside the DuckDB file."""
+        return self.duckdb_path.parent / "cache" / "sql_references.json"
+
     def with_overrides(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

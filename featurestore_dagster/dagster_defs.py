@@ -19,12 +19,13 @@ import duckdb
 from .config import Settings
 from .graph import FeatureGraph
 from .materialize import BuildStatus, FeatureBuild, FeatureBuilder, open_duckdb
+from .registry import Registry
+from .registry.materializations import MaterializationRecorder
 from .transformations import ensure_importable_root, import_transformation
 from .translator import FeatureTranslator, build_specs
 
 OP_NAME = "build_features"
 RESOURCE_KEY = "featurestore"
-ALL_FEATURES_JOB = "all_features"
 
 
 @dataclass
@@ -42,6 +43,7 @@ class FeatureStoreResource:
     on_start: Callable | None = None
     on_result: list[Callable[[FeatureBuild], None]] = field(default_factory=list)
     now: datetime | None = None
+    record_materializations: bool = True
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         self.settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +77,9 @@ def build_assets(
         selected = [names_by_key[k] for k in context.selected_asset_keys]
         selected_checks = set(context.selected_asset_check_keys)
         failures: list[str] = []
+        recorder = MaterializationRecorder(
+            resource.settings.registry_url, context.run_id, translator.get_code_version, graph
+        )
         conn = resource.connect()
         try:
             resource.bootstrap(conn)
@@ -82,12 +87,15 @@ def build_assets(
             for build in builder.build_all(selected, on_start=resource.on_start):
                 for hook in resource.on_result:
                     hook(build)
+                if resource.record_materializations:
+                    recorder.add(build)
                 key = translator.get_asset_key(graph[build.feature_name])
                 yield from _events(context, key, build, selected_checks)
                 if build.status != BuildStatus.PUBLISHED:
                     failures.append(_failure_line(build))
         finally:
             conn.close()
+            recorder.flush(context.log)
         if failures:
             raise dg.Failure(
                 description="Some features were not published:\n" + "\n".join(failures),
@@ -219,15 +227,12 @@ def build_definitions(
     translator = translator or FeatureTranslator()
     assets = build_assets(graph, translator)
     schedules, jobs = build_schedules(graph, translator)
-    all_job = dg.define_asset_job(
-        name=ALL_FEATURES_JOB,
-        selection=dg.AssetSelection.assets(*[translator.get_asset_key(d) for d in graph.compiled]),
-        description="Build every feature",
-    )
+    # No extra "all features" job: the UI's "Materialize all" does that, and a job selecting
+    # every asset cost ~0.5 s of load time per 1,000 features.
     return dg.Definitions(
         assets=assets,
         schedules=schedules,
-        jobs=[all_job, *jobs],
+        jobs=jobs,
         resources={RESOURCE_KEY: resource or FeatureStoreResource(settings)},
         executor=dg.in_process_executor,
     )
@@ -237,6 +242,27 @@ def code_location() -> dg.Definitions:
     """Entry point of ``workspace.yaml``: build everything from the configured folder."""
     logging.getLogger("featurestore").setLevel(logging.INFO)
     settings = Settings.load()
-    ensure_importable_root(settings.project_root)
-    graph = FeatureGraph.load(settings.definitions_path)
-    return build_definitions(graph, settings)
+    graph = FeatureGraph.from_settings(settings)
+    from .usage_api import registry_usage_metadata
+
+    translator = FeatureTranslator(
+        code_versions=history_code_versions(graph, settings),
+        # Usage counts, top models, last use; {} (no extra metadata) while there is no usage.
+        usage=registry_usage_metadata(settings.registry_url),
+    )
+    return build_definitions(graph, settings, translator=translator)
+
+
+def history_code_versions(graph: FeatureGraph, settings: Settings) -> dict[str, str]:
+    """Code versions from the registry's history; the declared versions when the registry
+    cannot be read (the UI still loads, with a warning)."""
+    from .errors import RegistryError
+    from .store import code_versions
+
+    try:
+        return code_versions(graph, Registry(settings.registry_url))
+    except RegistryError as error:
+        logging.getLogger("featurestore").warning(
+            "code versions fall back to declared versions: %s", error
+        )
+        return {}

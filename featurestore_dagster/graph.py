@@ -9,11 +9,18 @@ import heapq
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .cache import LoadCache
+from .config import Settings
 from .definitions import FeatureDefinition, FeatureStatus, TransformationType
 from .errors import DefinitionError, DefinitionIssue, UnknownFeatureError
 from .loader import collect_definitions
-from .sql import SqlError, table_references
-from .transformations import PythonImportError, import_transformation, render_sql
+from .sql import SqlError
+from .transformations import (
+    PythonImportError,
+    ensure_importable_root,
+    import_transformation,
+    render_sql,
+)
 
 
 class FeatureGraph:
@@ -31,6 +38,7 @@ class FeatureGraph:
     def __init__(self, definitions: Iterable[FeatureDefinition]):
         self._features: dict[str, FeatureDefinition] = {d.feature_name: d for d in definitions}
         self._children: dict[str, list[str]] = {name: [] for name in self._features}
+        self._by_table: dict[str, str] | None = None
         for name in sorted(self._features):
             for parent in self._features[name].upstream_features:
                 if parent in self._children:
@@ -39,19 +47,36 @@ class FeatureGraph:
     # --- construction ----------------------------------------------------------------------
 
     @classmethod
-    def load(cls, folder: Path, *, check_python: bool = True) -> FeatureGraph:
+    def load(
+        cls, folder: Path, *, check_python: bool = True, cache_path: Path | None = None
+    ) -> FeatureGraph:
         """Load every definition under ``folder`` and validate the graph.
+
+        Args:
+            folder: the definitions folder.
+            check_python: import python transformations to prove they resolve.
+            cache_path: a JSON file caching SQL table references between loads.
 
         Raises:
             DefinitionError: every problem of the files and of the graph, together.
         """
-        definitions, issues = collect_definitions(folder)
+        cache = LoadCache(cache_path)
+        definitions, issues = collect_definitions(folder, cache=cache)
         graph = cls(definitions)
         invalid = _names_in(issues)
-        issues.extend(graph.validate(check_python=check_python, ignore=invalid))
+        issues.extend(graph.validate(check_python=check_python, ignore=invalid, cache=cache))
+        if not issues:
+            cache.save()
         if issues:
             raise DefinitionError(issues)
         return graph
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FeatureGraph:
+        """Load the configured definitions folder (python modules importable from the project
+        root, SQL references cached beside the DuckDB file)."""
+        ensure_importable_root(settings.project_root)
+        return cls.load(settings.definitions_path, cache_path=settings.cache_path)
 
     @classmethod
     def from_definitions(
@@ -95,8 +120,10 @@ class FeatureGraph:
         return sorted({s for d in self.compiled for s in d.table_sources})
 
     def by_table(self) -> dict[str, str]:
-        """Live table name -> feature name."""
-        return {d.table_name: d.feature_name for d in self._features.values()}
+        """Live table name (lower case) -> feature name."""
+        if self._by_table is None:
+            self._by_table = {d.table_name.lower(): n for n, d in self._features.items()}
+        return self._by_table
 
     # --- edges ------------------------------------------------------------------------------
 
@@ -167,19 +194,24 @@ class FeatureGraph:
     # --- validation -------------------------------------------------------------------------
 
     def validate(
-        self, *, check_python: bool = True, ignore: set[str] | None = None
+        self,
+        *,
+        check_python: bool = True,
+        ignore: set[str] | None = None,
+        cache: LoadCache | None = None,
     ) -> list[DefinitionIssue]:
         """Every problem between definitions: missing, archived or cyclic upstreams, table
         collisions, SQL that reads undeclared tables or misses declared upstreams, python
         references that do not import. ``ignore`` names features already reported invalid."""
         ignore = ignore or set()
+        cache = cache or LoadCache(None)
         issues: list[DefinitionIssue] = []
         issues += self._reference_issues(ignore)
         issues += self._cycle_issues()
         issues += self._table_issues()
         for definition in self._features.values():
             if definition.status != FeatureStatus.ARCHIVED:
-                issues += self._transformation_issues(definition, check_python)
+                issues += self._transformation_issues(definition, check_python, cache)
         return issues
 
     def _reference_issues(self, ignore: set[str]) -> list[DefinitionIssue]:
@@ -293,7 +325,7 @@ class FeatureGraph:
         return issues
 
     def _transformation_issues(
-        self, d: FeatureDefinition, check_python: bool
+        self, d: FeatureDefinition, check_python: bool, cache: LoadCache
     ) -> list[DefinitionIssue]:
         if d.transformation.transformation_type == TransformationType.PYTHON:
             if not check_python:
@@ -304,7 +336,7 @@ class FeatureGraph:
                 return [_issue(d, "transformation.code", str(error))]
             return []
         try:
-            references = table_references(render_sql(d))
+            references = cache.references(render_sql(d))
         except SqlError as error:
             return [_issue(d, "transformation.code", str(error))]
         issues = []
@@ -316,7 +348,7 @@ class FeatureGraph:
         declared = set(upstream_tables) | {s.lower() for s in d.table_sources}
         # Upstreams already reported missing/invalid: do not also report their reads.
         declared |= {f"features.{p}" for p in d.upstream_features if p not in self._features}
-        by_table = {t.lower(): n for t, n in self.by_table().items()}
+        by_table = self.by_table()
         for table in sorted(references.tables - declared):
             hint = ""
             if table in by_table:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from .cache import LoadCache
 from .definitions import FeatureDefinition, Transformation, ValidationRule
 from .errors import DefinitionError, DefinitionIssue
 
@@ -52,7 +53,7 @@ def load_definitions(folder: Path) -> list[FeatureDefinition]:
 
 
 def collect_definitions(
-    folder: Path,
+    folder: Path, *, cache: LoadCache | None = None
 ) -> tuple[list[FeatureDefinition], list[DefinitionIssue]]:
     """Like ``load_definitions`` but returns the problems instead of raising.
 
@@ -65,7 +66,7 @@ def collect_definitions(
     issues: list[DefinitionIssue] = []
     seen: dict[str, Path] = {}
     for path in definition_files(folder):
-        entries, file_issues = read_definition_file(path)
+        entries, file_issues = read_definition_file(path, cache=cache)
         issues.extend(file_issues)
         for raw_name, definition in entries:
             name = definition.feature_name if definition else raw_name
@@ -88,11 +89,12 @@ def collect_definitions(
 
 
 def read_definition_file(
-    path: Path,
+    path: Path, *, cache: LoadCache | None = None
 ) -> tuple[list[tuple[str | None, FeatureDefinition | None]], list[DefinitionIssue]]:
     """One file -> ``[(name, definition or None when invalid)]`` and its problems."""
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+        text = path.read_text(encoding="utf-8")
+        document = (cache or LoadCache(None)).document(text, _parse_yaml)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -135,6 +137,10 @@ def read_definition_file(
         issues.extend(item_issues)
         entries.append((_raw_name(item), definition))
     return entries, issues
+
+
+def _parse_yaml(text: str):
+    return yaml.load(text, Loader=_YAML_LOADER)
 
 
 def parse_definition(
