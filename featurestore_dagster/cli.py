@@ -139,7 +139,7 @@ def check(
     unregistered = unregistered_features()
     builds = run_build(graph, config, None, console=None if json_output else err)
     if junit_xml:
-        write_junit(builds, junit_xml)
+        write_junit(builds, junit_xml, unregistered)
     failed = [b for b in builds if not b.ok]
     if json_output:
         print_json(
@@ -322,4 +322,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m featurestore_dagster.cli`: the command modules registered on the package's
+    # module (featurestore_dagster.cli), not on this __main__ copy, so run that one.
+    from featurestore_dagster.cli import main as package_main
+
+    package_main()

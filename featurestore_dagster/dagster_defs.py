@@ -78,7 +78,7 @@ def build_assets(
         selected_checks = set(context.selected_asset_check_keys)
         failures: list[str] = []
         recorder = MaterializationRecorder(
-            resource.settings.registry_url, context.run_id, translator.get_code_version, graph
+            resource.settings.registry_url, context.run.run_id, translator.get_code_version, graph
         )
         conn = resource.connect()
         try:
@@ -257,10 +257,13 @@ def history_code_versions(graph: FeatureGraph, settings: Settings) -> dict[str, 
     """Code versions from the registry's history; the declared versions when the registry
     cannot be read (the UI still loads, with a warning)."""
     from .errors import RegistryError
+    from .registry.engine import sqlite_file_missing
     from .store import code_versions
 
+    if sqlite_file_missing(settings.registry_url):  # loading the UI never creates a registry
+        return {}
     try:
-        return code_versions(graph, Registry(settings.registry_url))
+        return code_versions(graph, Registry(settings.registry_url), settings=settings)
     except RegistryError as error:
         logging.getLogger("featurestore").warning(
             "code versions fall back to declared versions: %s", error

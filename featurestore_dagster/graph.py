@@ -18,7 +18,7 @@ from .sql import SqlError
 from .transformations import (
     PythonImportError,
     ensure_importable_root,
-    import_transformation,
+    function_source,
     render_sql,
 )
 
@@ -331,7 +331,7 @@ class FeatureGraph:
             if not check_python:
                 return []
             try:
-                import_transformation(d.transformation.code)
+                function_source(d.transformation.code)
             except PythonImportError as error:
                 return [_issue(d, "transformation.code", str(error))]
             return []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -34,16 +34,21 @@ def run_build(
     *,
     console=None,
     resource=None,
+    code_versions: Mapping[str, str] | None = None,
 ) -> list[FeatureBuild]:
     """Build the selection with ``dagster.materialize`` and return what happened to each feature.
 
     Args:
         console: a rich console for a progress display (None: no display).
         resource: a preconfigured ``FeatureStoreResource`` (hooks); one is made from settings.
+        code_versions: feature -> code version (default: from the registry's history).
     """
     import dagster as dg
 
     from .dagster_defs import RESOURCE_KEY, FeatureStoreResource, build_assets
+    from .registry import Registry
+    from .store import code_versions as history
+    from .translator import FeatureTranslator
 
     selected = select_features(graph, names)
     if not selected:
@@ -64,7 +69,9 @@ def run_build(
         resource.on_start = on_start
         resource.on_result = [*resource.on_result, lambda _build: progress.advance(task)]
 
-    assets = build_assets(graph)
+    if code_versions is None:  # a registry that cannot be read is an error here (exit 2)
+        code_versions = history(graph, Registry(settings.registry_url), settings=settings)
+    assets = build_assets(graph, FeatureTranslator(code_versions=code_versions))
     keys = [dg.AssetKey(graph[n].table_name.split(".")) for n in selected]
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     try:
@@ -125,9 +132,30 @@ def _progress(console, total: int):
     )
 
 
-def write_junit(builds: list[FeatureBuild], path: Path) -> None:
-    """One test suite per feature, one test case per check (plus one for the build itself)."""
+def write_junit(
+    builds: list[FeatureBuild], path: Path, unregistered: list[dict] | None = None
+) -> None:
+    """One test suite per feature, one test case per check (plus one for the build itself);
+    a ``registry`` suite fails once per feature that is not registered."""
     suites = ElementTree.Element("testsuites", name="featurestore check")
+    if unregistered is not None:
+        suite = ElementTree.SubElement(
+            suites,
+            "testsuite",
+            name="registry",
+            tests=str(max(1, len(unregistered))),
+            failures=str(len(unregistered)),
+        )
+        for item in unregistered:
+            case = ElementTree.SubElement(
+                suite, "testcase", classname="featurestore.registry", name=item["feature_name"]
+            )
+            message = f"not registered ({item['change']}); run featurestore plan / apply"
+            ElementTree.SubElement(case, "failure", message=message).text = message
+        if not unregistered:
+            ElementTree.SubElement(
+                suite, "testcase", classname="featurestore.registry", name="registered"
+            )
     for build in builds:
         cases = [("build", build.status.value in {"published", "rejected"}, build.error or "")]
         cases += [(c.name, c.passed, _describe(c)) for c in build.checks]

@@ -51,6 +51,52 @@ def import_transformation(reference: str) -> Callable[..., Any]:
     return function
 
 
+def function_source(reference: str) -> str:
+    """Source text of ``module.path:function`` read from its file, without importing it.
+
+    Loading definitions (and fingerprinting them) must not execute user modules, nor pay for
+    their imports (pandas, numpy...) in registry-only commands. The module is located with
+    ``importlib.util.find_spec`` and the function found with ``ast`` among its top-level
+    statements. When the module is not a Python source file (an extension module) or the name
+    is bound in some other way (an import, an assignment), it falls back to importing.
+
+    Raises:
+        PythonImportError: the module cannot be found or does not define the function.
+    """
+    import ast
+    import importlib.util
+    import inspect
+
+    module_name, _, attribute = reference.strip().partition(":")
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError) as error:
+        raise PythonImportError(
+            f"cannot import module '{module_name}' of '{reference}': {error}"
+        ) from None
+    if spec is None:
+        raise PythonImportError(
+            f"cannot import module '{module_name}' of '{reference}': no such module (modules are"
+            " imported from the project root and installed packages)"
+        )
+    origin = spec.origin or ""
+    if origin.endswith(".py"):
+        try:
+            text = open(origin, encoding="utf-8").read()
+            tree = ast.parse(text, filename=origin)
+        except (OSError, SyntaxError, ValueError) as error:
+            raise PythonImportError(f"cannot read module '{module_name}': {error}") from None
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == attribute:
+                return ast.get_source_segment(text, node) or ""
+    # Bound some other way: import to find out.
+    function = import_transformation(reference)
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return repr(function)
+
+
 def ensure_importable_root(root) -> None:
     """Let python transformations import modules that live in the project root."""
     text = str(root)

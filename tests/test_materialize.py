@@ -232,6 +232,7 @@ def test_python_transformation_results_go_into_duckdb(project, kind, tmp_path, m
 def test_check_command_writes_junit_and_gates(project, tmp_path):
     _, db, env = project
     report = tmp_path / "junit.xml"
+    assert runner.invoke(app, ["apply"], env=env).exit_code == 0
     result = runner.invoke(app, ["check", "--junit-xml", str(report)], env=env)
     assert result.exit_code == 0, result.output
     text = report.read_text()

@@ -128,6 +128,19 @@ class UsageRecord(SQLModel, table=True):
     __table_args__ = (
         Index("ix_feature_usage_feature_time", "feature_name", "usage_timestamp"),
         Index("ix_feature_usage_model", "used_by_model", "environment"),
+        # Covers the usage statistics, lineage's consuming models and the Dagster UI summary:
+        # all three are index-only grouped scans (registry/usage.py), no table lookups.
+        Index(
+            "ix_feature_usage_stats",
+            "feature_name",
+            "used_by_model",
+            "model_version",
+            "environment",
+            "feature_version",
+            "feature_importance",
+            "correlation_with_target",
+            "usage_timestamp",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
