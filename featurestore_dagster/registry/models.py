@@ -127,7 +127,6 @@ class UsageRecord(SQLModel, table=True):
     __tablename__ = "feature_usage"
     __table_args__ = (
         Index("ix_feature_usage_feature_time", "feature_name", "usage_timestamp"),
-        Index("ix_feature_usage_model", "used_by_model", "environment"),
         # Covers the usage statistics, lineage's consuming models and the Dagster UI summary:
         # all three are index-only grouped scans (registry/usage.py), no table lookups.
         Index(
