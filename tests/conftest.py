@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any
@@ -214,11 +215,11 @@ def sqlite_usage_engine(path: Path):
     return engine
 
 
-@pytest.fixture(scope="module")
-def postgres_database_url():
-    """A PostgreSQL database of its own for the requesting test module, dropped afterwards.
+@contextlib.contextmanager
+def temporary_postgres_database(prefix: str):
+    """Create a uniquely named PostgreSQL database, yield its URL, drop it afterwards.
 
-    Skipped when PostgreSQL does not answer, unless ``CI`` is set (then it fails).
+    Skips the test when PostgreSQL does not answer, unless ``CI`` is set (then it fails).
     """
     import os
     import uuid
@@ -231,7 +232,7 @@ def postgres_database_url():
     admin = create_engine(
         admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
     )
-    name = f"fs_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -252,43 +253,21 @@ def postgres_database_url():
         admin.dispose()
 
 
+@pytest.fixture(scope="module")
+def postgres_database_url():
+    """A PostgreSQL database of its own for the requesting test module (usage tests)."""
+    with temporary_postgres_database("fs_test") as url:
+        yield url
+
+
 # --- registry on SQLite and PostgreSQL (issue 3) ---------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def registry_postgres_url():
-    """One PostgreSQL database per test session (so per pytest-xdist worker), dropped at the
-    end. Skipped when PostgreSQL does not answer, unless ``CI`` is set (then it fails)."""
-    import os
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import OperationalError
-
-    admin_url = make_url(os.environ.get("FEATURESTORE_TEST_POSTGRES_URL", POSTGRES_URL))
-    admin = create_engine(
-        admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
-    name = f"fs_registry_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        admin.dispose()
-        message = f"PostgreSQL at {admin_url.render_as_string(hide_password=True)}: {error.orig}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        from featurestore_dagster.registry import dispose_engines
-
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """One PostgreSQL database per test session (so per pytest-xdist worker)."""
+    with temporary_postgres_database("fs_registry") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
