@@ -51,16 +51,19 @@ class Settings:
         """Resolve settings from arguments, environment, pyproject.toml and defaults."""
         root, table = _find_pyproject(start or Path.cwd())
 
-        def pick(argument, env_name: str, key: str):
+        def pick(argument, env_name: str, *keys: str):
             if argument is not None:
                 return argument
             if os.environ.get(env_name):
                 return os.environ[env_name]
-            return table.get(key)
+            return next((table[key] for key in keys if table.get(key)), None)
 
-        definitions = pick(definitions_path, ENV_DEFINITIONS, "definitions")
-        registry = pick(registry_url, ENV_REGISTRY_URL, "registry_url")
-        duckdb_file = pick(duckdb_path, ENV_DUCKDB_PATH, "duckdb_path")
+        # The first key is the documented one; the others are accepted spellings.
+        definitions = pick(
+            definitions_path, ENV_DEFINITIONS, "definitions", "definitions_path", "definitions_dir"
+        )
+        registry = pick(registry_url, ENV_REGISTRY_URL, "registry_url", "registry")
+        duckdb_file = pick(duckdb_path, ENV_DUCKDB_PATH, "duckdb_path", "duckdb")
         bootstrap = os.environ.get(ENV_BOOTSTRAP, table.get("bootstrap")) or None
 
         definitions = _under(root, definitions or "feature_definitions")

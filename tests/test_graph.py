@@ -121,3 +121,34 @@ def test_corrupt_cache_is_ignored(definitions_folder, tmp_path):
     cache.write_text("{not json")
     definitions_folder.write(base_definition())
     assert "close_price" in FeatureGraph.load(definitions_folder.path, cache_path=cache)
+
+
+@pytest.mark.parametrize(
+    "toml,attribute,expected",
+    [
+        ('definitions = "defs"', "definitions_path", "defs"),
+        ('definitions_path = "defs"', "definitions_path", "defs"),
+        ('duckdb_path = "data/x.duckdb"', "duckdb_path", "data/x.duckdb"),
+        ('registry_url = "sqlite:///r.db"', "registry_url", "sqlite:///r.db"),
+    ],
+)
+def test_pyproject_settings(tmp_path, monkeypatch, toml, attribute, expected):
+    from featurestore_dagster.config import Settings
+
+    for name in (
+        "FEATURESTORE_DEFINITIONS",
+        "FEATURESTORE_DUCKDB_PATH",
+        "FEATURESTORE_REGISTRY_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "pyproject.toml").write_text(f"[tool.featurestore]\n{toml}\n")
+    value = getattr(Settings.load(start=tmp_path), attribute)
+    assert str(value) == expected or str(value) == str(tmp_path / expected)
+
+
+def test_environment_beats_pyproject(tmp_path, monkeypatch):
+    from featurestore_dagster.config import Settings
+
+    (tmp_path / "pyproject.toml").write_text('[tool.featurestore]\nduckdb_path = "a.duckdb"\n')
+    monkeypatch.setenv("FEATURESTORE_DUCKDB_PATH", str(tmp_path / "b.duckdb"))
+    assert Settings.load(start=tmp_path).duckdb_path == tmp_path / "b.duckdb"
