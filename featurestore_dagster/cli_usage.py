@@ -201,7 +201,8 @@ def _load_json(path: Path) -> Any:
 @handle_errors
 def record(
     model: Annotated[
-        str | None, typer.Option("--model", help="The model that used the features.")
+        str | None,
+        typer.Option("--model", "--used-by-model", help="The model that used the features."),
     ] = None,
     model_version: Annotated[
         str | None, typer.Option("--model-version", help="The model's version.")
@@ -228,10 +229,27 @@ def record(
     ] = None,
     execution_id: Annotated[str | None, typer.Option("--execution-id", help="Run id.")] = None,
     duration_ms: Annotated[
-        float | None, typer.Option("--duration-ms", help="Run duration in milliseconds.")
+        float | None,
+        typer.Option(
+            "--duration-ms", "--execution-duration-ms", help="Run duration in milliseconds."
+        ),
     ] = None,
     timestamp: Annotated[
-        str | None, typer.Option("--timestamp", help="ISO 8601 time of the run (default: now).")
+        str | None,
+        typer.Option(
+            "--timestamp", "--usage-timestamp", help="ISO 8601 time of the run (default: now)."
+        ),
+    ] = None,
+    feature_name: Annotated[
+        str | None,
+        typer.Option("--feature-name", help="One feature, with the two options below."),
+    ] = None,
+    feature_importance: Annotated[
+        float | None, typer.Option("--feature-importance", help="Importance of --feature-name.")
+    ] = None,
+    correlation_with_target: Annotated[
+        float | None,
+        typer.Option("--correlation-with-target", help="Correlation of --feature-name."),
     ] = None,
     from_json: Annotated[
         Path | None,
@@ -256,6 +274,13 @@ def record(
         "execution_duration_ms": duration_ms,
         "usage_timestamp": timestamp,
     }
+    if feature_name is not None:  # the one-feature form, with the SPEC's field names
+        value = "" if feature_importance is None else f"={feature_importance!r}"
+        feature = [*(feature or []), f"{feature_name}{value}"]
+        if correlation_with_target is not None:
+            correlation = [*(correlation or []), f"{feature_name}={correlation_with_target!r}"]
+    elif feature_importance is not None or correlation_with_target is not None:
+        raise UsageError("--feature-importance and --correlation-with-target need --feature-name")
     store = open_store()
     if from_json is not None:
         if feature or correlation or feature_version:

@@ -262,3 +262,37 @@ def test_subprocess_exit_codes(project, store_env):
     )
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "finite" in bad.stderr
+
+
+def test_one_feature_with_the_spec_field_names(project):
+    result = cli(
+        "usage",
+        "record",
+        "--used-by-model",
+        "ranker",
+        "--model-version",
+        "2.3.0",
+        "--environment",
+        "staging",
+        "--feature-name",
+        "close_price",
+        "--feature-importance",
+        "0.25",
+        "--correlation-with-target",
+        "-0.5",
+        "--execution-duration-ms",
+        "12",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    [record] = json.loads(result.stdout)
+    assert record["used_by_model"] == "ranker" and record["environment"] == "staging"
+    assert record["feature_importance"] == 0.25
+    assert record["correlation_with_target"] == -0.5
+    assert record["execution_duration_ms"] == 12
+
+
+def test_one_feature_form_refuses_a_lonely_importance(project):
+    result = cli(*record_args("close_price=0.1"), "--feature-importance", "0.2")
+    assert result.exit_code == 2
+    assert "--feature-name" in result.stderr
