@@ -7,6 +7,8 @@ DuckDB file lock. Dagster does not enforce blocking checks between outputs of on
 so ``FeatureBuilder`` skips the descendants of a rejected feature itself.
 """
 
+import contextlib
+import gc
 import hashlib
 import logging
 from collections.abc import Callable
@@ -216,6 +218,24 @@ def build_schedules(
     return schedules, jobs
 
 
+@contextlib.contextmanager
+def paused_gc():
+    """Pause Python's cyclic garbage collector while building large definitions.
+
+    Building the specs, the multi-asset and its check specs allocates millions of long-lived
+    objects; each generation-2 collection walks all of them again. Pausing it cut a 10,000-
+    feature load from 33-41 s to 26 s here (1,000 features: ~1.5 s -> ~1.3 s). Nested uses
+    are safe: only the outermost one turns collection back on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def build_definitions(
     graph: FeatureGraph,
     settings: Settings,
@@ -225,8 +245,9 @@ def build_definitions(
 ) -> dg.Definitions:
     """Everything Dagster needs for ``graph``: assets, checks, schedules, resource, executor."""
     translator = translator or FeatureTranslator()
-    assets = build_assets(graph, translator)
-    schedules, jobs = build_schedules(graph, translator)
+    with paused_gc():
+        assets = build_assets(graph, translator)
+        schedules, jobs = build_schedules(graph, translator)
     # No extra "all features" job: the UI's "Materialize all" does that, and a job selecting
     # every asset cost ~0.5 s of load time per 1,000 features.
     return dg.Definitions(
@@ -242,7 +263,8 @@ def code_location() -> dg.Definitions:
     """Entry point of ``workspace.yaml``: build everything from the configured folder."""
     logging.getLogger("featurestore").setLevel(logging.INFO)
     settings = Settings.load()
-    graph = FeatureGraph.from_settings(settings)
+    with paused_gc():
+        graph = FeatureGraph.from_settings(settings)
     from .usage_api import registry_usage_metadata
 
     translator = FeatureTranslator(
