@@ -6,32 +6,7 @@ audits a table for all of them and returns plain outcomes plus a value profile; 
 side turns those into ``AssetCheckResult`` and materialization metadata, so nothing here
 imports Dagster.
 
-Cost model: the schema comes from ``DESCRIBE`` (no scan). All other statistics come from one
-statement: ONE aggregate scan (row and null counts, min/max/mean, stddev or quartiles, range and
-allowed-values violations, key null counts, newest timestamp) plus, per distinct key set, a
-``SELECT DISTINCT hash(keys)`` subquery. More queries run only for an outlier rule whose bounds
-the observed min/max cross (one count), for each custom_sql rule, for a value column holding
-NaN (the aggregates again, NaN read as missing) and, on failure only, for samples of the
-offending keys or values.
-
-Duplicate detection, measured on a 10M-row table (500 symbols x 20,000 dates, VARCHAR + DATE
-key, DuckDB 2.0.1, 2 cores shared with other jobs, so CPU seconds of best/median of 7-15 runs;
-the aggregate scan alone costs 0.08-0.10 s):
-    aggregate scan + count(DISTINCT (symbol, date))                2.14 / 2.55 s
-    aggregate scan + count(DISTINCT hash(symbol, date))            1.83 / 2.17 s
-    aggregate scan ; GROUP BY symbol, date HAVING count(*) > 1     1.63 / 1.99 s
-    aggregate scan x (SELECT count(*) FROM (SELECT DISTINCT (symbol, date)))  1.59 / 1.82 s
-    aggregate scan x (SELECT count(*) FROM (SELECT DISTINCT hash(...))) 1.60 / 1.81 s  <- used
-  single-threaded: 1.38/1.78, 1.26/1.66, 1.19/1.35, 1.06/1.19, 0.87/1.17 s in the same order;
-  with a wider key (3 columns, 25-character strings) the hash wins clearly: DISTINCT hash
-  1.23/1.52 s against DISTINCT keys 2.36/2.61 s and GROUP BY ... HAVING 2.27/2.66 s.
-A DISTINCT inside the aggregate scan is slower than its own DISTINCT subquery, so the key count
-is the one extra scan. Equal keys always hash equally, so no duplicate is missed; a collision
-could only suggest a duplicate that is not there, and every suggested duplicate is confirmed
-by an exact GROUP BY (which also samples the offending keys) before a check fails. The whole
-audit of schema + unique_key + range + null_check + profile costs 1.37/1.55 s CPU, less than
-the bare ``SELECT count(*) - count(DISTINCT (symbol, date))`` (1.63/1.74 s) and than one query
-per check (1.74/2.05 s).
+The SQL and its cost model live in ``audit.py``.
 """
 
 from __future__ import annotations
@@ -46,6 +21,14 @@ from typing import Any
 
 import duckdb
 
+from featurestore_dagster.audit import (
+    Audit,
+    TableProfile,
+    finite,
+    quote_identifier,
+    quote_table_name,
+    type_family,
+)
 from featurestore_dagster.definitions import DataType, FeatureDefinition, RuleType, ValidationRule
 from featurestore_dagster.errors import MaterializationError
 
@@ -54,9 +37,6 @@ UNIQUE_KEY_CHECK = "unique_key"
 SAMPLE_SIZE = 10
 SAMPLE_SCAN_ROWS = 100_000
 
-_INTEGER_TYPES = frozenset(
-    "TINYINT SMALLINT INTEGER BIGINT HUGEINT UTINYINT USMALLINT UINTEGER UBIGINT UHUGEINT".split()
-)
 # What each declared data_type accepts, by the family of the DuckDB column type.
 _ACCEPTED_TYPES = {
     DataType.FLOAT: "FLOAT, DOUBLE or DECIMAL",
@@ -96,22 +76,6 @@ class CheckOutcome:
     blocking: bool
     description: str
     metadata: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class TableProfile:
-    """Value statistics of an audited table, reused as materialization metadata.
-
-    ``null_fraction`` is None for an empty table or a missing value column; ``min``, ``max``
-    and ``mean`` are None for non-numeric value columns or tables without values. NaN counts
-    as missing.
-    """
-
-    row_count: int
-    null_fraction: float | None
-    min: float | None
-    max: float | None
-    mean: float | None
 
 
 # --- check specs (pure) -----------------------------------------------------------------------
@@ -211,7 +175,7 @@ def evaluate_checks(
     Raises:
         MaterializationError: the table does not exist or cannot be audited.
     """
-    table_sql = _table_sql(table)
+    table_sql = quote_table_name(table)
     try:
         columns = {row[0]: row[1] for row in conn.execute(f"DESCRIBE {table_sql}").fetchall()}
     except duckdb.Error as error:
@@ -221,13 +185,13 @@ def evaluate_checks(
         now = now.replace(tzinfo=UTC)
     specs = check_specs(definition)
 
-    audit = _Audit(conn, definition, table_sql, columns)
+    audit = Audit(conn, definition, table_sql, columns)
     finishers = [_plan(audit, spec, now) for spec in specs]
     audit.scan()
     if audit.saw_nan():
         # NaN is the largest double in DuckDB, so max() = NaN exactly when some value is NaN.
         known = audit.distinct_counts
-        audit = _Audit(conn, definition, table_sql, columns, nan_as_null=True, known=known)
+        audit = Audit(conn, definition, table_sql, columns, nan_as_null=True, known=known)
         finishers = [_plan(audit, spec, now) for spec in specs]
         audit.scan()
     return [finish() for finish in finishers], audit.profile()
@@ -236,120 +200,7 @@ def evaluate_checks(
 Finisher = Callable[[], CheckOutcome]
 
 
-class _Audit:
-    """Collects what all checks need, runs it as one statement, hands out the results.
-
-    ``agg`` registers an aggregate of the single table scan and ``distinct_keys`` a distinct
-    count of key hashes; both return the handle that reads the value after ``scan``.
-    """
-
-    def __init__(
-        self,
-        conn: duckdb.DuckDBPyConnection,
-        definition: FeatureDefinition,
-        table_sql: str,
-        columns: dict[str, str],
-        *,
-        nan_as_null: bool = False,
-        known: dict[str, Any] | None = None,
-    ):
-        self.conn, self.definition, self.table = conn, definition, table_sql
-        self.columns = columns
-        self.nan_as_null = nan_as_null
-        self._lower = {name.lower(): name for name in columns}
-        self._aggregates: list[str] = []
-        self._distinct: list[str] = []
-        self._params: dict[str, Any] = {}
-        # Values that do not depend on how NaN is read, carried over into a NaN rescan.
-        self._values: dict[str, Any] = dict(known or {})
-        self._cache: dict[Any, Any] = {}
-        self.rows = self.agg("count(*)")
-        value = self.column(definition.value_column)
-        self.value_type = columns[value] if value else None
-        self.value_family = _type_family(self.value_type) if value else None
-        self.value = _quote(value) if value else None
-        self.numeric = self.value_family in ("integer", "float")
-        if self.value and self.nan_as_null:
-            self.nan_rows = self.agg(f"count(*) FILTER (WHERE isnan({self.value}))")
-            self.value = f"(CASE WHEN NOT isnan({self.value}) THEN {self.value} END)"
-        if self.value:
-            self.non_null = self.agg(f"count({self.value})")
-        if self.numeric:
-            self.min = self.agg(f"min({self.value})")
-            self.max = self.agg(f"max({self.value})")
-            self.mean = self.agg(f"avg({self.value})")
-
-    def column(self, name: str) -> str | None:
-        """The table's spelling of column ``name`` (DuckDB matches names case-insensitively)."""
-        return self._lower.get(name.lower())
-
-    def missing(self, names: Sequence[str]) -> list[str]:
-        return [name for name in names if self.column(name) is None]
-
-    def agg(self, expression: str) -> str:
-        if expression not in self._aggregates:
-            self._aggregates.append(expression)
-        return expression
-
-    def distinct_keys(self, quoted_columns: Sequence[str]) -> str:
-        handle = f"DISTINCT hash({', '.join(quoted_columns)})"
-        if handle not in self._distinct and handle not in self._values:
-            self._distinct.append(handle)
-        return handle
-
-    @property
-    def distinct_counts(self) -> dict[str, Any]:
-        return {handle: self._values[handle] for handle in self._distinct}
-
-    def param(self, value: Any) -> str:
-        name = f"p{len(self._params)}"
-        self._params[name] = value
-        return f"${name}"
-
-    def params_of(self, references: Sequence[str]) -> dict[str, Any]:
-        return {ref[1:]: self._params[ref[1:]] for ref in references}
-
-    def scan(self) -> None:
-        # The distinct counts run as their own DISTINCT subqueries: measured faster than a
-        # count(DISTINCT ...) inside the aggregate scan (see the module docstring).
-        select = ",\n  ".join(self._aggregates)
-        sources = [f"(SELECT\n  {select}\nFROM {self.table}) AS stats"]
-        sources += [
-            f"(SELECT count(*) FROM (SELECT {handle} FROM {self.table})) AS keys_{i}"
-            for i, handle in enumerate(self._distinct)
-        ]
-        sql = "SELECT * FROM " + ",\n".join(sources)
-        try:
-            row = self.conn.execute(sql, self._params or None).fetchone()
-        except duckdb.Error as error:
-            raise MaterializationError(f"auditing {self.table} failed: {error}") from error
-        self._values.update(zip(self._aggregates + self._distinct, row, strict=True))
-
-    def __getitem__(self, handle: str) -> Any:
-        return self._values[handle]
-
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
-        return self.conn.execute(sql, params or None).fetchall()
-
-    def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
-
-    def saw_nan(self) -> bool:
-        observed = self[self.max] if self.numeric else None
-        return isinstance(observed, float) and math.isnan(observed)
-
-    def profile(self) -> TableProfile:
-        rows = self[self.rows]
-        null_fraction = None
-        if self.value and rows:
-            null_fraction = (rows - self[self.non_null]) / rows
-        stats = [_finite(self[i]) for i in (self.min, self.max, self.mean)] if self.numeric else []
-        return TableProfile(rows, null_fraction, *(stats or [None, None, None]))
-
-
-def _plan(audit: _Audit, spec: CheckSpecInfo, now: datetime) -> Finisher:
+def _plan(audit: Audit, spec: CheckSpecInfo, now: datetime) -> Finisher:
     definition = audit.definition
     if spec.rule is None:
         if spec.rule_type == SCHEMA_CHECK:
@@ -388,7 +239,7 @@ def _skipped(spec: CheckSpecInfo, reason: str, **metadata: Any) -> CheckOutcome:
     return _outcome(spec, False, skipped=True, reason=reason, **metadata)
 
 
-def _missing_columns(audit: _Audit, spec: CheckSpecInfo, names: Sequence[str]):
+def _missing_columns(audit: Audit, spec: CheckSpecInfo, names: Sequence[str]):
     missing = audit.missing(names)
     if not missing:
         return None
@@ -399,7 +250,7 @@ def _missing_columns(audit: _Audit, spec: CheckSpecInfo, names: Sequence[str]):
 # --- implicit checks --------------------------------------------------------------------------
 
 
-def _schema_outcome(audit: _Audit, spec: CheckSpecInfo) -> CheckOutcome:
+def _schema_outcome(audit: Audit, spec: CheckSpecInfo) -> CheckOutcome:
     definition = audit.definition
     expected = definition.key_columns + [definition.value_column]
     wanted = {name.lower() for name in expected}
@@ -431,12 +282,12 @@ def _schema_outcome(audit: _Audit, spec: CheckSpecInfo) -> CheckOutcome:
 
 
 def _plan_duplicates(
-    audit: _Audit, spec: CheckSpecInfo, columns: Sequence[str], *, reject_null_keys: bool
+    audit: Audit, spec: CheckSpecInfo, columns: Sequence[str], *, reject_null_keys: bool
 ) -> Finisher:
     skip = _missing_columns(audit, spec, columns)
     if skip is not None:
         return lambda: skip
-    quoted = [_quote(audit.column(name)) for name in columns]
+    quoted = [quote_identifier(audit.column(name)) for name in columns]
     distinct = audit.distinct_keys(quoted)
     non_null = [audit.agg(f"count({column})") for column in quoted]
 
@@ -462,8 +313,8 @@ def _plan_duplicates(
     return finish
 
 
-def _duplicate_keys(audit: _Audit, columns: Sequence[str]) -> dict[str, Any]:
-    quoted = ", ".join(_quote(audit.column(name)) for name in columns)
+def _duplicate_keys(audit: Audit, columns: Sequence[str]) -> dict[str, Any]:
+    quoted = ", ".join(quote_identifier(audit.column(name)) for name in columns)
     rows = audit.query(
         f"SELECT {quoted}, __rows, count(*) OVER (), sum(__rows - 1) OVER ()"
         f" FROM (SELECT {quoted}, count(*) AS __rows FROM {audit.table}"
@@ -485,7 +336,7 @@ def _duplicate_keys(audit: _Audit, columns: Sequence[str]) -> dict[str, Any]:
 # --- value rules ------------------------------------------------------------------------------
 
 
-def _skip_value_rule(audit: _Audit, spec: CheckSpecInfo) -> CheckOutcome | None:
+def _skip_value_rule(audit: Audit, spec: CheckSpecInfo) -> CheckOutcome | None:
     skip = _missing_columns(audit, spec, [audit.definition.value_column])
     if skip is not None:
         return skip
@@ -499,7 +350,7 @@ def _skip_value_rule(audit: _Audit, spec: CheckSpecInfo) -> CheckOutcome | None:
     return _skipped(spec, reason, value_type=audit.value_type)
 
 
-def _plan_range(audit: _Audit, spec: CheckSpecInfo, p: Any) -> Finisher:
+def _plan_range(audit: Audit, spec: CheckSpecInfo, p: Any) -> Finisher:
     value, outside = audit.value, []
     if p.min is not None:
         outside.append(f"{value} < CAST({audit.param(p.min)} AS DOUBLE)")
@@ -516,14 +367,14 @@ def _plan_range(audit: _Audit, spec: CheckSpecInfo, p: Any) -> Finisher:
             non_null_rows=audit[audit.non_null],
             min_allowed=p.min,
             max_allowed=p.max,
-            observed_min=_finite(audit[audit.min]),
-            observed_max=_finite(audit[audit.max]),
+            observed_min=finite(audit[audit.min]),
+            observed_max=finite(audit[audit.max]),
         )
 
     return finish
 
 
-def _null_outcome(audit: _Audit, spec: CheckSpecInfo, p: Any) -> CheckOutcome:
+def _null_outcome(audit: Audit, spec: CheckSpecInfo, p: Any) -> CheckOutcome:
     rows = audit[audit.rows]
     nulls = rows - audit[audit.non_null]
     fraction = nulls / rows if rows else None
@@ -534,7 +385,7 @@ def _null_outcome(audit: _Audit, spec: CheckSpecInfo, p: Any) -> CheckOutcome:
     return _outcome(spec, fraction is None or fraction <= p.max_null_fraction, **metadata)
 
 
-def _plan_outlier(audit: _Audit, spec: CheckSpecInfo, p: Any) -> Finisher:
+def _plan_outlier(audit: Audit, spec: CheckSpecInfo, p: Any) -> Finisher:
     threshold = p.effective_threshold
     if p.method == "zscore":
         spread = audit.agg(f"stddev_samp({audit.value})")
@@ -544,17 +395,17 @@ def _plan_outlier(audit: _Audit, spec: CheckSpecInfo, p: Any) -> Finisher:
     def finish() -> CheckOutcome:
         values, bounds = audit[audit.non_null], None
         if p.method == "zscore":
-            mean, std = _finite(audit[audit.mean]), _finite(audit[spread])
+            mean, std = finite(audit[audit.mean]), finite(audit[spread])
             stats: dict[str, Any] = {"mean": mean, "stddev": std}
             if mean is not None and std:  # no spread (or one value): nothing is an outlier
                 bounds = (mean - threshold * std, mean + threshold * std)
         else:
-            q1, q3 = (_finite(q) for q in audit[spread] or (None, None))
+            q1, q3 = (finite(q) for q in audit[spread] or (None, None))
             iqr = None if q1 is None or q3 is None else q3 - q1
             stats = {"q1": q1, "q3": q3, "iqr": iqr}
             if iqr is not None:
                 bounds = (q1 - threshold * iqr, q3 + threshold * iqr)
-        low, high = _finite(audit[audit.min]), _finite(audit[audit.max])
+        low, high = finite(audit[audit.min]), finite(audit[audit.max])
         outliers = 0
         # Observed min and max inside the bounds need no counting scan (the usual case).
         if bounds and (low is None or high is None or low < bounds[0] or high > bounds[1]):
@@ -581,7 +432,7 @@ def _plan_outlier(audit: _Audit, spec: CheckSpecInfo, p: Any) -> Finisher:
     return finish
 
 
-def _plan_allowed_values(audit: _Audit, spec: CheckSpecInfo, p: Any) -> Finisher:
+def _plan_allowed_values(audit: Audit, spec: CheckSpecInfo, p: Any) -> Finisher:
     value = audit.value
     candidates = [_comparable(v, audit.value_family) for v in p.values]
     # A DECIMAL column compares in DOUBLE so an allowed 1.234 never rounds onto a stored 1.23.
@@ -621,22 +472,22 @@ def _plan_allowed_values(audit: _Audit, spec: CheckSpecInfo, p: Any) -> Finisher
 # --- table rules ------------------------------------------------------------------------------
 
 
-def _row_count_outcome(audit: _Audit, spec: CheckSpecInfo, p: Any) -> CheckOutcome:
+def _row_count_outcome(audit: Audit, spec: CheckSpecInfo, p: Any) -> CheckOutcome:
     rows = audit[audit.rows]
     passed = rows >= p.min and (p.max is None or rows <= p.max)
     return _outcome(spec, passed, row_count=rows, min_rows=p.min, max_rows=p.max)
 
 
-def _plan_freshness(audit: _Audit, spec: CheckSpecInfo, p: Any, now: datetime) -> Finisher:
+def _plan_freshness(audit: Audit, spec: CheckSpecInfo, p: Any, now: datetime) -> Finisher:
     name = audit.definition.timestamp_column
     skip = _missing_columns(audit, spec, [name])
     if skip is not None:
         return lambda: skip
     column_type = audit.columns[audit.column(name)]
-    if _type_family(column_type) != "timestamp":
+    if type_family(column_type) != "timestamp":
         reason = f"timestamp column {name} is {column_type}, not a TIMESTAMP or DATE"
         return lambda: _skipped(spec, reason, timestamp_type=column_type)
-    newest = f"max({_quote(audit.column(name))})"
+    newest = f"max({quote_identifier(audit.column(name))})"
     epoch, text = audit.agg(f"epoch({newest})"), audit.agg(f"CAST({newest} AS VARCHAR)")
 
     def finish() -> CheckOutcome:
@@ -656,7 +507,7 @@ def _plan_freshness(audit: _Audit, spec: CheckSpecInfo, p: Any, now: datetime) -
     return finish
 
 
-def _custom_sql_outcome(audit: _Audit, spec: CheckSpecInfo, p: Any) -> CheckOutcome:
+def _custom_sql_outcome(audit: Audit, spec: CheckSpecInfo, p: Any) -> CheckOutcome:
     sql = re.sub(r"\{\{\s*table\s*\}\}", lambda _: audit.table, p.sql).strip().rstrip(";")
     metadata: dict[str, Any] = {"sql": sql, "max_failing_rows": p.max_failing_rows}
     try:
@@ -675,22 +526,6 @@ def _custom_sql_outcome(audit: _Audit, spec: CheckSpecInfo, p: Any) -> CheckOutc
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _type_family(duckdb_type: str) -> str | None:
-    """``float``/``integer``/``string``/``boolean``/``timestamp`` (the DataType values) or None."""
-    upper = duckdb_type.upper()
-    if upper in _INTEGER_TYPES:
-        return "integer"
-    if upper in ("FLOAT", "DOUBLE") or upper.startswith("DECIMAL"):
-        return "float"
-    if upper == "VARCHAR":
-        return "string"
-    if upper == "BOOLEAN":
-        return "boolean"
-    if upper == "DATE" or upper.startswith("TIMESTAMP"):
-        return "timestamp"
-    return None
 
 
 def _comparable(value: Any, family: str | None) -> Any:
@@ -715,17 +550,6 @@ def _comparable(value: Any, family: str | None) -> Any:
     return float(value)
 
 
-def _table_sql(table: str) -> str:
-    """``schema.table`` quoted as identifiers; text that already holds quotes is kept as is."""
-    if '"' in table:
-        return table
-    return ".".join(_quote(part) for part in table.split("."))
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 def _tuple_text(columns: Sequence[str]) -> str:
     return f"({', '.join(columns)})"
 
@@ -734,13 +558,6 @@ def _num(value: float) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return str(value)
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _jsonable(value: Any) -> Any:
