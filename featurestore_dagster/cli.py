@@ -70,6 +70,13 @@ def settings():
     )
 
 
+def open_store():
+    """The ``FeatureStore`` of the command line's settings."""
+    from .store import FeatureStore
+
+    return FeatureStore(settings=settings())
+
+
 def handle_errors(function: Callable) -> Callable:
     """Turn library errors into one readable stderr message and the SPEC's exit code."""
 

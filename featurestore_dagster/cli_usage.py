@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from .cli import JsonOption, app, handle_errors, out, print_json, settings
+from .cli import JsonOption, app, handle_errors, open_store, out, print_json
 from .errors import UsageError
 
 usage_app = typer.Typer(
@@ -28,13 +28,6 @@ usage_app = typer.Typer(
 app.add_typer(usage_app, name="usage")
 
 _STATUS_COLORS = {"active": "green", "draft": "yellow", "deprecated": "magenta", "archived": "red"}
-
-
-def open_store():
-    """The ``FeatureStore`` of the command line's settings."""
-    from .store import FeatureStore
-
-    return FeatureStore(settings=settings())
 
 
 def _when(value: Any) -> str:

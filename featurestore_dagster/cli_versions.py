@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import JsonOption, app, err, handle_errors, out, print_json, settings
+from .cli import JsonOption, app, err, handle_errors, open_store, out, print_json
 
 WindowOption = Annotated[
     int | None,
@@ -26,13 +26,6 @@ WindowOption = Annotated[
 ]
 ChangelogOption = Annotated[str | None, typer.Option("-m", "--message", help="Changelog text.")]
 _MARKS = {"new": "[green]+[/]", "changed": "[yellow]~[/]", "removed": "[red]-[/]"}
-
-
-def open_store():
-    """The ``FeatureStore`` of the command line's settings."""
-    from .store import FeatureStore
-
-    return FeatureStore(settings=settings())
 
 
 def _dump(model) -> dict[str, Any]:
