@@ -243,13 +243,8 @@ def list_command(
     limit: Annotated[int, typer.Option(min=1)] = 100,
     json_output: JsonOption = False,
 ) -> None:
-    """List features from the definitions."""
-    from .catalog import filter_definitions
-
-    config = settings()
-    graph = load_graph(config)
-    items = filter_definitions(
-        graph,
+    """List features from the definitions, with their registry state (as ``list_features``)."""
+    items = open_store().list_features(
         feature_type=feature_type,
         status=status,
         owner=owner,
@@ -258,20 +253,22 @@ def list_command(
         limit=limit,
     )
     if json_output:
-        print_json([definition_json(d, graph) for d in items])
+        print_json([item.model_dump(mode="json") for item in items])
         return
     table = Table(title=f"{len(items)} feature(s)", title_justify="left")
-    for column in ("feature", "version", "type", "status", "owner", "upstream", "table"):
-        table.add_column(column)
-    for d in items:
+    columns = ("feature", "version", "registered", "type", "status", "owner", "upstream", "used")
+    for column in columns:
+        table.add_column(column, justify="right" if column == "used" else "left")
+    for item in items:
         table.add_row(
-            d.feature_name,
-            d.version,
-            d.feature_type.value,
-            d.status.value,
-            d.owner or "-",
-            ", ".join(d.upstream_features) or "-",
-            d.table_name,
+            item.feature_name,
+            item.version,
+            item.current_version if item.registered else "[yellow]no[/]",
+            item.feature_type.value,
+            item.status.value,
+            item.owner or "-",
+            ", ".join(item.upstream_features) or "-",
+            str(item.usage_count),
         )
     out.print(table)
 
