@@ -124,25 +124,25 @@ class FeatureBuilder:
         on_start: Callable[[FeatureDefinition], None] | None = None,
     ) -> Iterator[FeatureBuild]:
         """Build ``names`` in dependency order, skipping what sits downstream of a failure."""
-        blocked: dict[str, str] = {}
+        blocked: dict[str, BuildStatus] = {}  # feature -> why its downstream cannot run
         for name in self.graph.topological_order(names):
             definition = self.graph[name]
             bad_parent = next((p for p in definition.upstream_features if p in blocked), None)
             if bad_parent is not None:
-                blocked[name] = bad_parent
+                blocked[name] = BuildStatus.SKIPPED
                 yield FeatureBuild(
                     name,
                     definition.version,
                     definition.table_name,
                     BuildStatus.SKIPPED,
-                    error=f"upstream '{bad_parent}' was {blocked_reason(blocked, bad_parent)}",
+                    error=f"upstream '{bad_parent}' was {blocked[bad_parent].value}",
                 )
                 continue
             if on_start:
                 on_start(definition)
             result = self.build(definition)
             if not result.ok:
-                blocked[name] = result.status.value
+                blocked[name] = result.status
             yield result
 
     def build(self, definition: FeatureDefinition) -> FeatureBuild:
@@ -231,11 +231,6 @@ class FeatureBuilder:
                 log.warning(
                     "feature '%s' uses deprecated feature '%s'", definition.feature_name, parent
                 )
-
-
-def blocked_reason(blocked: dict[str, str], name: str) -> str:
-    reason = blocked[name]
-    return reason if reason in {"rejected", "failed"} else "skipped"
 
 
 def _first_line(error: BaseException) -> str:
