@@ -71,8 +71,9 @@ def run_build(
 
     if code_versions is None:  # a registry that cannot be read is an error here (exit 2)
         code_versions = history(graph, Registry(settings.registry_url), settings=settings)
-    assets = build_assets(graph, FeatureTranslator(code_versions=code_versions))
-    keys = [dg.AssetKey(graph[n].table_name.split(".")) for n in selected]
+    translator = FeatureTranslator(code_versions=code_versions)
+    assets = build_assets(graph, translator)
+    keys = [translator.get_asset_key(graph[n]) for n in selected]
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     try:
         if progress is not None:
@@ -157,7 +158,10 @@ def write_junit(
                 suite, "testcase", classname="featurestore.registry", name="registered"
             )
     for build in builds:
-        cases = [("build", build.status.value in {"published", "rejected"}, build.error or "")]
+        skipped = build.status.value == "skipped"
+        # A skipped build is reported as <skipped>, not counted as a failure.
+        built = skipped or build.status.value in {"published", "rejected"}
+        cases = [("build", built, build.error or "")]
         cases += [(c.name, c.passed, _describe(c)) for c in build.checks]
         failures = sum(1 for _, passed, _ in cases if not passed)
         suite = ElementTree.SubElement(
@@ -172,7 +176,7 @@ def write_junit(
             case = ElementTree.SubElement(
                 suite, "testcase", classname=f"featurestore.{build.feature_name}", name=name
             )
-            if build.status.value == "skipped" and name == "build":
+            if skipped and name == "build":
                 ElementTree.SubElement(case, "skipped", message=build.error or "skipped")
             elif not passed:
                 failure = ElementTree.SubElement(case, "failure", message=message[:500])

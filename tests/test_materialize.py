@@ -247,3 +247,18 @@ def _date(day):
     import datetime
 
     return datetime.date(2024, 1, 1) + datetime.timedelta(days=day)
+
+
+def test_junit_counts_a_skipped_feature_as_skipped_not_failed(project, tmp_path):
+    from xml.etree import ElementTree
+
+    _, db, env = project
+    assert runner.invoke(app, ["apply"], env=env).exit_code == 0
+    seed_prices(db, rows=((1, -1.0),))
+    report = tmp_path / "junit.xml"
+    assert runner.invoke(app, ["check", "--junit-xml", str(report)], env=env).exit_code == 1
+    suites = {s.get("name"): s for s in ElementTree.parse(report).getroot()}
+    child_suite = suites["double_price"]
+    assert child_suite.get("failures") == "0"
+    assert child_suite.find("testcase/skipped") is not None
+    assert suites["close_price"].get("failures") == "1"
