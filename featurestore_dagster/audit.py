@@ -39,6 +39,7 @@ import duckdb
 
 from featurestore_dagster.definitions import FeatureDefinition
 from featurestore_dagster.errors import MaterializationError
+from featurestore_dagster.sql import quote_identifier, quote_table
 
 INTEGER_TYPES = frozenset(
     "TINYINT SMALLINT INTEGER BIGINT HUGEINT UTINYINT USMALLINT UINTEGER UBIGINT UHUGEINT".split()
@@ -194,11 +195,7 @@ def quote_table_name(table: str) -> str:
     """``schema.table`` quoted as identifiers; text that already holds quotes is kept as is."""
     if '"' in table:
         return table
-    return ".".join(quote_identifier(part) for part in table.split("."))
-
-
-def quote_identifier(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+    return quote_table(table)
 
 
 def finite(value: Any) -> float | None:

@@ -25,12 +25,12 @@ from featurestore_dagster.audit import (
     Audit,
     TableProfile,
     finite,
-    quote_identifier,
     quote_table_name,
     type_family,
 )
 from featurestore_dagster.definitions import DataType, FeatureDefinition, RuleType, ValidationRule
 from featurestore_dagster.errors import MaterializationError
+from featurestore_dagster.sql import quote_identifier
 
 SCHEMA_CHECK = "schema"
 UNIQUE_KEY_CHECK = "unique_key"

@@ -149,7 +149,12 @@ def normalize_sql(sql: str) -> str:
 
 def quote_table(table: str) -> str:
     """``schema.table`` -> ``"schema"."table"``."""
-    return ".".join(f'"{part}"' for part in table.split("."))
+    return ".".join(quote_identifier(part) for part in table.split("."))
+
+
+def quote_identifier(identifier: str) -> str:
+    """A DuckDB identifier in double quotes, embedded quotes doubled."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _looks_like_file(name: str) -> bool:
