@@ -99,8 +99,8 @@ from pathlib import Path
 import dagster
 sys.path.insert(0, {root!r})
 from featurestore_dagster.config import Settings
-from featurestore_dagster.graph import FeatureGraph
-from featurestore_dagster.dagster_defs import build_definitions
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.orchestration.definitions import build_definitions
 """
     + SNAPSHOT
     + """

@@ -158,10 +158,10 @@ def generate_prices(path: Path, rows: int) -> None:
 FLOOR_SCRIPT = """
 import sys, time, duckdb
 sys.path.insert(0, {root!r})
-from featurestore_dagster.graph import FeatureGraph
-from featurestore_dagster.transformations import render_sql
-from featurestore_dagster.checks import evaluate_checks
-from featurestore_dagster.sql import quote_table
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.build.transformations import render_sql
+from featurestore_dagster.build.checks import evaluate_checks
+from featurestore_dagster.definitions.sql import quote_table
 from pathlib import Path
 graph = FeatureGraph.load(Path({definitions!r}), check_python=False)
 plan = [(d, render_sql(d)) for d in graph.compiled]

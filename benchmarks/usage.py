@@ -43,15 +43,15 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from featurestore_dagster.definitions import FeatureDefinition  # noqa: E402
-from featurestore_dagster.graph import FeatureGraph  # noqa: E402
+from featurestore_dagster.definitions.graph import FeatureGraph  # noqa: E402
+from featurestore_dagster.definitions.models import FeatureDefinition  # noqa: E402
 from featurestore_dagster.registry import Registry  # noqa: E402
 from featurestore_dagster.registry.models import (  # noqa: E402
     FeatureRecord,
     FeatureVersionRecord,
     UsageRecord,
 )
-from featurestore_dagster.usage_api import UsageAPI, usage_metadata  # noqa: E402
+from featurestore_dagster.usage.api import UsageAPI, usage_metadata  # noqa: E402
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 VERSIONS = ["1.0.0", "1.1.0", "2.0.0"]

@@ -1,6 +1,6 @@
 """featurestore-dagster: a versioned feature registry that lives inside Dagster.
 
-``FeatureStore`` is the Python API (SPEC section 6); its results are the pydantic models
+``FeatureStore`` is the Python API ; its results are the pydantic models
 exported here, its failures the typed errors. Importing this package never imports Dagster
 (only building assets does).
 """
@@ -12,31 +12,31 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "BreakingChangeError": "errors",
     "BumpResult": "store",
-    "ChangeCategory": "versioning",
-    "DataType": "definitions",
+    "ChangeCategory": "versioning.plan",
+    "DataType": "definitions.models",
     "DefinitionError": "errors",
     "DefinitionIssue": "errors",
-    "FeatureDefinition": "definitions",
+    "FeatureDefinition": "definitions.models",
     "FeatureInfo": "models",
-    "FeatureLineage": "usage_models",
-    "FeaturePlan": "versioning",
-    "FeatureStatistics": "usage_models",
-    "FeatureStatus": "definitions",
+    "FeatureLineage": "usage.models",
+    "FeaturePlan": "versioning.plan",
+    "FeatureStatistics": "usage.models",
+    "FeatureStatus": "definitions.models",
     "FeatureStore": "store",
     "FeatureStoreError": "errors",
-    "FeatureType": "definitions",
-    "FeatureUsage": "usage_models",
+    "FeatureType": "definitions.models",
+    "FeatureUsage": "usage.models",
     "FeatureVersion": "models",
-    "FieldDiff": "versioning",
+    "FieldDiff": "versioning.plan",
     "MaterializationError": "errors",
     "MaterializationInfo": "models",
-    "Plan": "versioning",
+    "Plan": "versioning.plan",
     "RegistryError": "errors",
-    "Transformation": "definitions",
+    "Transformation": "definitions.models",
     "TransitionError": "errors",
     "UnknownFeatureError": "errors",
     "UsageError": "errors",
-    "ValidationRule": "definitions",
+    "ValidationRule": "definitions.models",
     "VersionError": "errors",
 }
 
@@ -57,7 +57,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from .definitions import (
+    from featurestore_dagster.definitions.models import (
         DataType,
         FeatureDefinition,
         FeatureStatus,
@@ -65,7 +65,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         Transformation,
         ValidationRule,
     )
-    from .errors import (
+    from featurestore_dagster.errors import (
         BreakingChangeError,
         DefinitionError,
         DefinitionIssue,
@@ -77,10 +77,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         UsageError,
         VersionError,
     )
-    from .models import FeatureInfo, FeatureVersion, MaterializationInfo
-    from .store import BumpResult, FeatureStore
-    from .usage_models import FeatureLineage, FeatureStatistics, FeatureUsage
-    from .versioning import ChangeCategory, FeaturePlan, FieldDiff, Plan
+    from featurestore_dagster.models import FeatureInfo, FeatureVersion, MaterializationInfo
+    from featurestore_dagster.store import BumpResult, FeatureStore
+    from featurestore_dagster.usage.models import FeatureLineage, FeatureStatistics, FeatureUsage
+    from featurestore_dagster.versioning.plan import ChangeCategory, FeaturePlan, FieldDiff, Plan
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import FeatureStoreError
+from featurestore_dagster.errors import FeatureStoreError
 
 ENV_DEFINITIONS = "FEATURESTORE_DEFINITIONS"
 ENV_REGISTRY_URL = "FEATURESTORE_REGISTRY_URL"

@@ -4,6 +4,6 @@
 ``[tool.featurestore]`` in pyproject.toml, or ``feature_definitions/``).
 """
 
-from featurestore_dagster.dagster_defs import code_location
+from featurestore_dagster.orchestration.definitions import code_location
 
 defs = code_location()

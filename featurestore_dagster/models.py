@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .definitions import FeatureDefinition
+from featurestore_dagster.definitions.models import FeatureDefinition
 
 
 class FeatureVersion(BaseModel):

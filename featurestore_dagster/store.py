@@ -21,26 +21,31 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .cache import LoadCache
-from .catalog import filter_definitions
-from .changes import DefinitionChanges, impact_window_days
-from .config import Settings
-from .definitions import FeatureDefinition
-from .editing import DefinitionFile, definitions_lock, file_edits, new_definition_text
-from .errors import (
+from featurestore_dagster.config import Settings
+from featurestore_dagster.definitions.cache import LoadCache
+from featurestore_dagster.definitions.catalog import filter_definitions
+from featurestore_dagster.definitions.fingerprint import normalization_cache
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.loader import DEFINITION_SUFFIXES
+from featurestore_dagster.definitions.models import FeatureDefinition
+from featurestore_dagster.errors import (
     BreakingChangeError,
     DefinitionError,
     DefinitionIssue,
     UnknownFeatureError,
     VersionError,
 )
-from .fingerprint import normalization_cache
-from .graph import FeatureGraph
-from .loader import DEFINITION_SUFFIXES
-from .models import FeatureInfo, FeatureVersion, MaterializationInfo
-from .registry import Registration, Registry
-from .usage_api import UsageAPI
-from .versioning import (
+from featurestore_dagster.models import FeatureInfo, FeatureVersion, MaterializationInfo
+from featurestore_dagster.registry import Registration, Registry
+from featurestore_dagster.usage.api import UsageAPI
+from featurestore_dagster.versioning.changes import DefinitionChanges, impact_window_days
+from featurestore_dagster.versioning.editing import (
+    DefinitionFile,
+    definitions_lock,
+    file_edits,
+    new_definition_text,
+)
+from featurestore_dagster.versioning.plan import (
     ChangeKind,
     Plan,
     RegisteredFeature,

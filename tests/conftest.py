@@ -137,8 +137,8 @@ def usage_payloads() -> list[dict[str, Any]]:
 
 
 def usage_graph(payloads: list[dict[str, Any]] | None = None):
-    from featurestore_dagster.definitions import FeatureDefinition
-    from featurestore_dagster.graph import FeatureGraph
+    from featurestore_dagster.definitions.graph import FeatureGraph
+    from featurestore_dagster.definitions.models import FeatureDefinition
 
     definitions = [FeatureDefinition.model_validate(p) for p in payloads or usage_payloads()]
     return FeatureGraph.from_definitions(definitions, check_python=False)
@@ -195,7 +195,7 @@ def usage_host(graph, engine):
     """The smallest host of the ``UsageAPI`` mixin: a graph and a registry engine."""
     from types import SimpleNamespace
 
-    from featurestore_dagster.usage_api import UsageAPI
+    from featurestore_dagster.usage.api import UsageAPI
 
     class UsageHost(UsageAPI):
         def __init__(self):

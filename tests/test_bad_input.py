@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from featurestore_dagster.cli import app
+from featurestore_dagster.cli.app import app
 from tests.conftest import base_definition
 
 runner = CliRunner()

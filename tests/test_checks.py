@@ -1,4 +1,4 @@
-"""Tests of featurestore_dagster.checks: check specs and auditing real DuckDB tables."""
+"""Tests of featurestore_dagster.build.checks: check specs and auditing real DuckDB tables."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from typing import Any
 import duckdb
 import pytest
 
-from featurestore_dagster.checks import (
+from featurestore_dagster.build.checks import (
     CheckOutcome,
     CheckSpecInfo,
     TableProfile,
     check_specs,
     evaluate_checks,
 )
-from featurestore_dagster.definitions import FeatureDefinition
+from featurestore_dagster.definitions.models import FeatureDefinition
 from featurestore_dagster.errors import MaterializationError
 
 STAGING = '"features"."__staging_stock_rsi_14d"'

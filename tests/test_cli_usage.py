@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from featurestore_dagster.cli import app
+from featurestore_dagster.cli.app import app
 from tests.conftest import REPO_ROOT, usage_payloads
 
 runner = CliRunner()

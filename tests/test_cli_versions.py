@@ -14,7 +14,7 @@ import yaml
 from sqlalchemy import insert
 from typer.testing import CliRunner
 
-from featurestore_dagster.cli import app
+from featurestore_dagster.cli.app import app
 from featurestore_dagster.registry import Registry
 from featurestore_dagster.registry.models import UsageRecord, utcnow
 from tests.conftest import REPO_ROOT, base_definition
@@ -333,7 +333,7 @@ def test_materialize_records_runs_shown_by_show_and_check(definitions_folder, en
 
 
 def test_code_versions_reach_dagster(definitions_folder, env):
-    from featurestore_dagster.dagster_defs import code_location
+    from featurestore_dagster.orchestration.definitions import code_location
 
     applied(definitions_folder, env)
     definitions_folder.write(base_definition(version="1.0.1", description="Only words"))
@@ -362,7 +362,7 @@ def test_registry_commands_do_not_import_dagster(definitions_folder, store_env, 
     script = textwrap.dedent(
         f"""
         import sys
-        from featurestore_dagster.cli import app
+        from featurestore_dagster.cli.app import app
         try:
             app({command!r}, standalone_mode=False)
         except SystemExit:

@@ -6,10 +6,10 @@ import dagster as dg
 import pytest
 
 from featurestore_dagster.config import Settings
-from featurestore_dagster.dagster_defs import build_definitions
-from featurestore_dagster.definitions import FeatureDefinition
-from featurestore_dagster.graph import FeatureGraph
-from featurestore_dagster.translator import FeatureTranslator, build_specs
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.models import FeatureDefinition
+from featurestore_dagster.orchestration.definitions import build_definitions
+from featurestore_dagster.orchestration.translator import FeatureTranslator, build_specs
 from tests.conftest import REPO_ROOT, base_definition
 
 
@@ -143,7 +143,7 @@ def test_draft_feature_schedule_is_ignored(tmp_path):
 def test_workspace_code_location_loads_the_example(monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.delenv("FEATURESTORE_DEFINITIONS", raising=False)
-    from featurestore_dagster.dagster_defs import code_location
+    from featurestore_dagster.orchestration.definitions import code_location
 
     defs = code_location()
     graph = defs.resolve_asset_graph()

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from numpy.lib.stride_tricks import sliding_window_view
 
-from featurestore_dagster.definitions import FeatureDefinition, RuleType
+from featurestore_dagster.definitions.models import FeatureDefinition, RuleType
 from featurestore_example.data import ensure_raw_data
 
 REPO = Path(__file__).resolve().parents[1]

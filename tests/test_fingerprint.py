@@ -6,14 +6,14 @@ import textwrap
 
 import pytest
 
-from featurestore_dagster.definitions import FeatureDefinition
-from featurestore_dagster.fingerprint import (
+from featurestore_dagster.definitions.fingerprint import (
     data_components,
     data_fingerprint,
     fingerprints,
     metadata_fingerprint,
     normalized_code,
 )
+from featurestore_dagster.definitions.models import FeatureDefinition
 from tests.conftest import base_definition
 
 # Pinned: a change here changes every registered feature's identity. Only change these on

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from featurestore_dagster.definitions import FeatureDefinition
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.models import FeatureDefinition
 from featurestore_dagster.errors import DefinitionError, UnknownFeatureError
-from featurestore_dagster.graph import FeatureGraph
 from tests.conftest import base_definition
 
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from featurestore_dagster.definitions import FeatureDefinition
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.models import FeatureDefinition
 from featurestore_dagster.errors import UnknownFeatureError
-from featurestore_dagster.graph import FeatureGraph
-from featurestore_dagster.lineage import build_lineage, lineage_members
+from featurestore_dagster.usage.lineage import build_lineage, lineage_members
 from tests.conftest import (
     base_definition,
     seed_usage_registry,

@@ -9,8 +9,8 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from featurestore_dagster.cli import app
-from featurestore_dagster.materialize import open_duckdb
+from featurestore_dagster.build.publish import open_duckdb
+from featurestore_dagster.cli.app import app
 from tests.conftest import base_definition
 
 runner = CliRunner()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from featurestore_dagster.sql import (
+from featurestore_dagster.definitions.sql import (
     SqlError,
     normalize_sql,
     sql_literal,

@@ -12,12 +12,12 @@ from sqlmodel import SQLModel, create_engine
 
 from featurestore_dagster.errors import RegistryError, UnknownFeatureError, UsageError
 from featurestore_dagster.registry.models import FeatureRecord, UsageRecord
-from featurestore_dagster.usage_api import (
+from featurestore_dagster.usage.api import (
     registry_usage_metadata,
     usage_metadata,
     usage_summary,
 )
-from featurestore_dagster.usage_models import FeatureUsage
+from featurestore_dagster.usage.models import FeatureUsage
 from tests.conftest import (
     seed_usage_registry,
     sqlite_usage_engine,
@@ -569,7 +569,7 @@ def test_through_feature_store(feature_store):
 def test_code_location_shows_usage_metadata(feature_store):
     import dagster as dg
 
-    from featurestore_dagster.dagster_defs import code_location
+    from featurestore_dagster.orchestration.definitions import code_location
 
     feature_store.record_model_usage(
         used_by_model="ranker",

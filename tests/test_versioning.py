@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from featurestore_dagster.definitions import FeatureDefinition
+from featurestore_dagster.definitions.fingerprint import fingerprints
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.models import FeatureDefinition
 from featurestore_dagster.errors import VersionError
-from featurestore_dagster.fingerprint import fingerprints
-from featurestore_dagster.graph import FeatureGraph
-from featurestore_dagster.versioning import (
+from featurestore_dagster.versioning.plan import (
     ChangeCategory,
     ChangeKind,
     ModelUsage,

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import RegistryError
+from featurestore_dagster.errors import RegistryError
 
 log = logging.getLogger("featurestore")
 
@@ -70,7 +70,7 @@ class MaterializationRecorder:
         self.rows: list[dict[str, Any]] = []
 
     def add(self, build) -> None:
-        from ..fingerprint import data_fingerprint
+        from featurestore_dagster.definitions.fingerprint import data_fingerprint
 
         definition = self.graph[build.feature_name]
         self.rows.append(
@@ -88,7 +88,7 @@ class MaterializationRecorder:
         rows, self.rows = self.rows, []
         if not rows:
             return
-        from .store import Registry
+        from featurestore_dagster.registry.store import Registry
 
         try:
             Registry(self.registry_url).record_materializations(rows)

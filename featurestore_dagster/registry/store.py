@@ -24,11 +24,10 @@ from sqlalchemy.exc import (
 )
 from sqlmodel import SQLModel
 
-from ..errors import RegistryError
-from ..models import FeatureVersion, MaterializationInfo
-from ..versioning import ModelUsage, RegisteredFeature, version_key
-from .engine import display_url, registry_engine
-from .models import (
+from featurestore_dagster.errors import RegistryError
+from featurestore_dagster.models import FeatureVersion, MaterializationInfo
+from featurestore_dagster.registry.engine import display_url, registry_engine
+from featurestore_dagster.registry.models import (
     FeatureEventRecord,
     FeatureRecord,
     FeatureVersionRecord,
@@ -37,6 +36,7 @@ from .models import (
     as_utc,
     utcnow,
 )
+from featurestore_dagster.versioning.plan import ModelUsage, RegisteredFeature, version_key
 
 FEATURES = FeatureRecord.__table__
 VERSIONS = FeatureVersionRecord.__table__

@@ -2,7 +2,7 @@
 
 Functions take a SQLAlchemy ``Connection`` (or an ``Engine`` where they open their own
 transaction) and return plain rows; checking lives in ``usage_validation``, result assembly in
-``usage_reports`` and the API in ``usage_api``. ``ix_feature_usage_stats`` (registry/models.py)
+``usage.reports`` and the API in ``usage.api``. ``ix_feature_usage_stats`` (registry/models.py)
 makes the grouped reads index-only scans.
 
 Concurrency: a whole model run is one transaction. Counters are incremented in SQL
@@ -40,8 +40,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ..errors import RegistryError
-from .models import FeatureRecord, FeatureVersionRecord, UsageRecord, as_utc
+from featurestore_dagster.errors import RegistryError
+from featurestore_dagster.registry.models import (
+    FeatureRecord,
+    FeatureVersionRecord,
+    UsageRecord,
+    as_utc,
+)
 
 log = logging.getLogger("featurestore")
 

@@ -19,8 +19,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .definitions import FeatureDefinition, TransformationType
-from .sql import quote_table, substitute_parameters
+from featurestore_dagster.definitions.models import FeatureDefinition, TransformationType
+from featurestore_dagster.definitions.sql import quote_table, substitute_parameters
 
 
 class PythonImportError(ValueError):

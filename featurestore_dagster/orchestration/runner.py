@@ -7,11 +7,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from xml.etree import ElementTree
 
-from .config import Settings
-from .definitions import FeatureStatus
-from .errors import MaterializationError, UnknownFeatureError
-from .graph import FeatureGraph
-from .materialize import FeatureBuild
+from featurestore_dagster.build.publish import FeatureBuild
+from featurestore_dagster.config import Settings
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.models import FeatureStatus
+from featurestore_dagster.errors import MaterializationError, UnknownFeatureError
 
 
 def select_features(graph: FeatureGraph, names: Iterable[str] | None) -> list[str]:
@@ -45,10 +45,14 @@ def run_build(
     """
     import dagster as dg
 
-    from .dagster_defs import RESOURCE_KEY, FeatureStoreResource, build_assets
-    from .registry import Registry
-    from .store import code_versions as history
-    from .translator import FeatureTranslator
+    from featurestore_dagster.orchestration.definitions import (
+        RESOURCE_KEY,
+        FeatureStoreResource,
+        build_assets,
+    )
+    from featurestore_dagster.orchestration.translator import FeatureTranslator
+    from featurestore_dagster.registry import Registry
+    from featurestore_dagster.store import code_versions as history
 
     selected = select_features(graph, names)
     if not selected:

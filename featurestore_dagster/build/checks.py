@@ -21,16 +21,21 @@ from typing import Any
 
 import duckdb
 
-from featurestore_dagster.audit import (
+from featurestore_dagster.build.audit import (
     Audit,
     TableProfile,
     finite,
     quote_table_name,
     type_family,
 )
-from featurestore_dagster.definitions import DataType, FeatureDefinition, RuleType, ValidationRule
+from featurestore_dagster.definitions.models import (
+    DataType,
+    FeatureDefinition,
+    RuleType,
+    ValidationRule,
+)
+from featurestore_dagster.definitions.sql import quote_identifier
 from featurestore_dagster.errors import MaterializationError
-from featurestore_dagster.sql import quote_identifier
 
 SCHEMA_CHECK = "schema"
 UNIQUE_KEY_CHECK = "unique_key"

@@ -37,9 +37,9 @@ from typing import Any
 
 import duckdb
 
-from featurestore_dagster.definitions import FeatureDefinition
+from featurestore_dagster.definitions.models import FeatureDefinition
+from featurestore_dagster.definitions.sql import quote_identifier, quote_table
 from featurestore_dagster.errors import MaterializationError
-from featurestore_dagster.sql import quote_identifier, quote_table
 
 INTEGER_TYPES = frozenset(
     "TINYINT SMALLINT INTEGER BIGINT HUGEINT UTINYINT USMALLINT UINTEGER UBIGINT UHUGEINT".split()

@@ -25,8 +25,13 @@ from typing import Any
 
 import sqlglot
 
-from .definitions import FeatureDefinition, TransformationType
-from .sql import PARAMETER_PATTERN, SqlError, normalize_sql, substitute_parameters
+from featurestore_dagster.definitions.models import FeatureDefinition, TransformationType
+from featurestore_dagster.definitions.sql import (
+    PARAMETER_PATTERN,
+    SqlError,
+    normalize_sql,
+    substitute_parameters,
+)
 
 # Fields compared by the categorizer, with how a change to each is classified.
 BREAKING_FIELDS = ("data_type", "entity_columns", "timestamp_column")
@@ -128,7 +133,7 @@ def python_source(definition: FeatureDefinition) -> str | None:
     read; the graph reports references that do not import)."""
     if definition.transformation.transformation_type != TransformationType.PYTHON:
         return None
-    from .transformations import PythonImportError, function_source
+    from featurestore_dagster.build.transformations import PythonImportError, function_source
 
     try:
         return function_source(definition.transformation.code)

@@ -18,13 +18,18 @@ from datetime import datetime
 import dagster as dg
 import duckdb
 
-from .config import Settings
-from .graph import FeatureGraph
-from .materialize import BuildStatus, FeatureBuild, FeatureBuilder, open_duckdb
-from .registry import Registry
-from .registry.materializations import MaterializationRecorder
-from .transformations import ensure_importable_root, import_transformation
-from .translator import FeatureTranslator, build_specs
+from featurestore_dagster.build.publish import (
+    BuildStatus,
+    FeatureBuild,
+    FeatureBuilder,
+    open_duckdb,
+)
+from featurestore_dagster.build.transformations import ensure_importable_root, import_transformation
+from featurestore_dagster.config import Settings
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.orchestration.translator import FeatureTranslator, build_specs
+from featurestore_dagster.registry import Registry
+from featurestore_dagster.registry.materializations import MaterializationRecorder
 
 OP_NAME = "build_features"
 RESOURCE_KEY = "featurestore"
@@ -184,7 +189,7 @@ def build_schedules(
 ) -> tuple[list[dg.ScheduleDefinition], list]:
     """One schedule per distinct cron: its features and everything downstream, drafts left out."""
     translator = translator or FeatureTranslator()
-    from .definitions import FeatureStatus
+    from featurestore_dagster.definitions.models import FeatureStatus
 
     by_cron: dict[str, list[str]] = {}
     for definition in graph.compiled:
@@ -265,7 +270,7 @@ def code_location() -> dg.Definitions:
     settings = Settings.load()
     with paused_gc():
         graph = FeatureGraph.from_settings(settings)
-    from .usage_api import registry_usage_metadata
+    from featurestore_dagster.usage.api import registry_usage_metadata
 
     translator = FeatureTranslator(
         code_versions=history_code_versions(graph, settings),
@@ -278,9 +283,9 @@ def code_location() -> dg.Definitions:
 def history_code_versions(graph: FeatureGraph, settings: Settings) -> dict[str, str]:
     """Code versions from the registry's history; the declared versions when the registry
     cannot be read (the UI still loads, with a warning)."""
-    from .errors import RegistryError
-    from .registry.engine import sqlite_file_missing
-    from .store import code_versions
+    from featurestore_dagster.errors import RegistryError
+    from featurestore_dagster.registry.engine import sqlite_file_missing
+    from featurestore_dagster.store import code_versions
 
     if sqlite_file_missing(settings.registry_url):  # loading the UI never creates a registry
         return {}

@@ -9,18 +9,22 @@ import heapq
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .cache import LoadCache
-from .config import Settings
-from .definitions import FeatureDefinition, FeatureStatus, TransformationType
-from .errors import DefinitionError, DefinitionIssue, UnknownFeatureError
-from .loader import collect_definitions
-from .sql import SqlError
-from .transformations import (
+from featurestore_dagster.build.transformations import (
     PythonImportError,
     ensure_importable_root,
     function_source,
     render_sql,
 )
+from featurestore_dagster.config import Settings
+from featurestore_dagster.definitions.cache import LoadCache
+from featurestore_dagster.definitions.loader import collect_definitions
+from featurestore_dagster.definitions.models import (
+    FeatureDefinition,
+    FeatureStatus,
+    TransformationType,
+)
+from featurestore_dagster.definitions.sql import SqlError
+from featurestore_dagster.errors import DefinitionError, DefinitionIssue, UnknownFeatureError
 
 
 class FeatureGraph:

@@ -26,8 +26,8 @@ from ruamel.yaml.scalarstring import (
     SingleQuotedScalarString,
 )
 
-from .definitions import FeatureDefinition
-from .errors import DefinitionError, DefinitionIssue
+from featurestore_dagster.definitions.models import FeatureDefinition
+from featurestore_dagster.errors import DefinitionError, DefinitionIssue
 
 # Canonical field order (SPEC section 2): where a field missing from a file is inserted.
 FIELD_ORDER = list(FeatureDefinition.model_fields)

@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from .cli import JsonOption, app, handle_errors, open_store, out, print_json
-from .errors import UsageError
+from featurestore_dagster.cli.app import JsonOption, app, handle_errors, open_store, out, print_json
+from featurestore_dagster.errors import UsageError
 
 usage_app = typer.Typer(
     name="usage",

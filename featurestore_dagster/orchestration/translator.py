@@ -14,9 +14,9 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from .checks import CheckSpecInfo, check_specs
-from .definitions import EMAIL_PATTERN, DataType, FeatureDefinition
-from .graph import FeatureGraph
+from featurestore_dagster.build.checks import CheckSpecInfo, check_specs
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.models import EMAIL_PATTERN, DataType, FeatureDefinition
 
 DUCKDB_TYPES = {
     DataType.FLOAT: "DOUBLE",
@@ -203,7 +203,7 @@ def build_specs(
 
 
 def _refuse_collisions(graph, translator, sources) -> None:
-    from .errors import DefinitionError, DefinitionIssue
+    from featurestore_dagster.errors import DefinitionError, DefinitionIssue
 
     owners: dict[dg.AssetKey, str] = {}
     issues = []

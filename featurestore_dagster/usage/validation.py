@@ -17,11 +17,11 @@ from typing import Any
 
 import semver
 
-from .errors import UnknownFeatureError, UsageError
-from .graph import FeatureGraph
-from .registry.models import as_utc
-from .registry.usage import USAGE_COLUMNS
-from .usage_models import Environment
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.errors import UnknownFeatureError, UsageError
+from featurestore_dagster.registry.models import as_utc
+from featurestore_dagster.registry.usage import USAGE_COLUMNS
+from featurestore_dagster.usage.models import Environment
 
 ENVIRONMENTS = tuple(e.value for e in Environment)  # in display order: dev, staging, production
 RECORD_FIELDS = frozenset(USAGE_COLUMNS)

@@ -22,12 +22,17 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from .errors import UsageError
-from .graph import FeatureGraph
-from .lineage import build_lineage, lineage_members
-from .registry import usage as sql
-from .usage_models import FeatureLineage, FeatureStatistics, FeatureUsage, UsageBatchResult
-from .usage_reports import (
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.errors import UsageError
+from featurestore_dagster.registry import usage as sql
+from featurestore_dagster.usage.lineage import build_lineage, lineage_members
+from featurestore_dagster.usage.models import (
+    FeatureLineage,
+    FeatureStatistics,
+    FeatureUsage,
+    UsageBatchResult,
+)
+from featurestore_dagster.usage.reports import (
     by_semver,
     consuming_models,
     registry_usage_metadata,
@@ -36,7 +41,7 @@ from .usage_reports import (
     usage_metadata,
     usage_summary,
 )
-from .usage_validation import expand_usage, raise_problems, validate_usage
+from featurestore_dagster.usage.validation import expand_usage, raise_problems, validate_usage
 
 log = logging.getLogger("featurestore")
 

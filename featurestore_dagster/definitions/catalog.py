@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .definitions import FeatureDefinition
-from .graph import FeatureGraph
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.models import FeatureDefinition
 
 
 def filter_definitions(

@@ -22,7 +22,7 @@ from typing import Any
 import sqlglot
 import yaml
 
-from .sql import References, table_references
+from featurestore_dagster.definitions.sql import References, table_references
 
 _VERSION = f"2|sqlglot={sqlglot.__version__}|pyyaml={yaml.__version__}"
 _MISSING = object()

@@ -15,20 +15,20 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .config import Settings
-from .definitions import FeatureDefinition, FeatureStatus
-from .editing import DefinitionFile, definitions_lock, file_edits
-from .errors import (
+from featurestore_dagster.config import Settings
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.loader import read_definition_file, validation_issues
+from featurestore_dagster.definitions.models import FeatureDefinition, FeatureStatus
+from featurestore_dagster.errors import (
     BreakingChangeError,
     DefinitionError,
     DefinitionIssue,
     TransitionError,
     VersionError,
 )
-from .graph import FeatureGraph
-from .loader import read_definition_file, validation_issues
-from .models import FeatureInfo, FeatureVersion
-from .versioning import (
+from featurestore_dagster.models import FeatureInfo, FeatureVersion
+from featurestore_dagster.versioning.editing import DefinitionFile, definitions_lock, file_edits
+from featurestore_dagster.versioning.plan import (
     ChangeCategory,
     ChangeKind,
     bump_version,

@@ -12,9 +12,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .cache import LoadCache
-from .definitions import FeatureDefinition, Transformation, ValidationRule
-from .errors import DefinitionError, DefinitionIssue
+from featurestore_dagster.definitions.cache import LoadCache
+from featurestore_dagster.definitions.models import (
+    FeatureDefinition,
+    Transformation,
+    ValidationRule,
+)
+from featurestore_dagster.errors import DefinitionError, DefinitionIssue
 
 DEFINITION_SUFFIXES = (".yaml", ".yml")
 # libyaml's safe loader is ~10x faster than the pure-Python one on large repositories.

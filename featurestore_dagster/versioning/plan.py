@@ -15,9 +15,7 @@ from typing import Any
 import semver
 from pydantic import BaseModel, Field
 
-from .definitions import FeatureDefinition, FeatureStatus, TransformationType
-from .errors import DefinitionIssue, VersionError
-from .fingerprint import (
+from featurestore_dagster.definitions.fingerprint import (
     BREAKING_FIELDS,
     DATA_FIELDS,
     data_components,
@@ -25,7 +23,13 @@ from .fingerprint import (
     metadata_components,
     metadata_fingerprint,
 )
-from .graph import FeatureGraph
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.models import (
+    FeatureDefinition,
+    FeatureStatus,
+    TransformationType,
+)
+from featurestore_dagster.errors import DefinitionIssue, VersionError
 
 
 class ChangeCategory(IntEnum):

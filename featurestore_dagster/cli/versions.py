@@ -14,7 +14,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import JsonOption, app, err, handle_errors, open_store, out, print_json
+from featurestore_dagster.cli.app import (
+    JsonOption,
+    app,
+    err,
+    handle_errors,
+    open_store,
+    out,
+    print_json,
+)
 
 WindowOption = Annotated[
     int | None,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .graph import FeatureGraph
-from .usage_models import ConsumingModel, FeatureLineage, LineageNode
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.usage.models import ConsumingModel, FeatureLineage, LineageNode
 
 
 def lineage_members(graph: FeatureGraph, feature_name: str, recursive: bool = False) -> list[str]:

@@ -17,11 +17,11 @@ from enum import StrEnum
 
 import duckdb
 
-from .checks import CheckOutcome, TableProfile, evaluate_checks
-from .definitions import FeatureDefinition, FeatureStatus
-from .graph import FeatureGraph
-from .sql import quote_table
-from .transformations import build_into
+from featurestore_dagster.build.checks import CheckOutcome, TableProfile, evaluate_checks
+from featurestore_dagster.build.transformations import build_into
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.models import FeatureDefinition, FeatureStatus
+from featurestore_dagster.definitions.sql import quote_table
 
 log = logging.getLogger("featurestore")
 

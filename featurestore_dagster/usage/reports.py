@@ -13,9 +13,9 @@ from typing import Any
 import semver
 from sqlalchemy import Engine
 
-from .registry import usage as sql
-from .registry.models import as_utc
-from .usage_models import (
+from featurestore_dagster.registry import usage as sql
+from featurestore_dagster.registry.models import as_utc
+from featurestore_dagster.usage.models import (
     ConsumingModel,
     EnvironmentUsageStatistics,
     FeatureStatistics,
@@ -23,7 +23,7 @@ from .usage_models import (
     ModelUsageStatistics,
     VersionUsageStatistics,
 )
-from .usage_validation import ENVIRONMENTS
+from featurestore_dagster.usage.validation import ENVIRONMENTS
 
 log = logging.getLogger("featurestore")
 

@@ -1,0 +1,106 @@
+"""The ``featurestore`` typer app and the helpers every command module shares.
+
+Command modules (``build``, ``catalog``, ``versions``, ``usage``) import this module and
+register their commands on ``app``; this module never imports them.
+
+Exit codes: 0 success; 1 the operation ran and found a failure; 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from featurestore_dagster.errors import FeatureStoreError
+
+app = typer.Typer(
+    name="featurestore",
+    help="A versioned feature store that lives inside Dagster.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+class _Overrides:
+    definitions: Path | None = None
+    registry_url: str | None = None
+    duckdb_path: Path | None = None
+
+
+OVERRIDES = _Overrides()
+
+
+@app.callback()
+def _main(
+    definitions: Annotated[
+        Path | None,
+        typer.Option("--definitions", help="Definitions folder [env FEATURESTORE_DEFINITIONS]."),
+    ] = None,
+    registry_url: Annotated[
+        str | None,
+        typer.Option("--registry-url", help="Registry URL [env FEATURESTORE_REGISTRY_URL]."),
+    ] = None,
+    duckdb_path: Annotated[
+        Path | None,
+        typer.Option("--duckdb", help="DuckDB file [env FEATURESTORE_DUCKDB_PATH]."),
+    ] = None,
+) -> None:
+    OVERRIDES.definitions = definitions
+    OVERRIDES.registry_url = registry_url
+    OVERRIDES.duckdb_path = duckdb_path
+
+
+def settings():
+    from featurestore_dagster.config import Settings
+
+    return Settings.load(
+        definitions_path=OVERRIDES.definitions,
+        registry_url=OVERRIDES.registry_url,
+        duckdb_path=OVERRIDES.duckdb_path,
+    )
+
+
+def open_store():
+    """The ``FeatureStore`` of the command line's settings."""
+    from featurestore_dagster.store import FeatureStore
+
+    return FeatureStore(settings=settings())
+
+
+def handle_errors(function: Callable) -> Callable:
+    """Turn library errors into one readable stderr message and the SPEC's exit code."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except FeatureStoreError as error:
+            err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def load_graph(config):
+    from featurestore_dagster.definitions.graph import FeatureGraph
+
+    return FeatureGraph.from_settings(config)

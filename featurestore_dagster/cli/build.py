@@ -1,0 +1,140 @@
+"""``featurestore materialize`` and ``featurestore check``: builds and the deployment gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from featurestore_dagster.cli.app import (
+    JsonOption,
+    app,
+    err,
+    handle_errors,
+    load_graph,
+    out,
+    print_json,
+    settings,
+)
+
+
+@app.command()
+@handle_errors
+def materialize(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Features to build (default: all).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Build the selected features and their upstream through Dagster into DuckDB."""
+    config = settings()
+    graph = load_graph(config)
+    from featurestore_dagster.orchestration.runner import run_build
+
+    builds = run_build(graph, config, names or None, console=None if json_output else err)
+    if json_output:
+        print_json([build_json(b) for b in builds])
+    else:
+        render_builds(builds, config)
+    if any(not b.ok for b in builds):
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def check(
+    junit_xml: Annotated[
+        Path | None, typer.Option("--junit-xml", help="Write a JUnit XML report here.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Deployment gate: definitions load, every feature builds and every blocking check passes."""
+    config = settings()
+    graph = load_graph(config)
+    from featurestore_dagster.cli.versions import unregistered_features
+    from featurestore_dagster.orchestration.runner import run_build, write_junit
+
+    unregistered = unregistered_features()
+    builds = run_build(graph, config, None, console=None if json_output else err)
+    if junit_xml:
+        write_junit(builds, junit_xml, unregistered)
+    failed = [b for b in builds if not b.ok]
+    if json_output:
+        print_json(
+            {
+                "passed": not failed and not unregistered,
+                "features": [build_json(b) for b in builds],
+                "unregistered": unregistered,
+            }
+        )
+    else:
+        render_builds(builds, config)
+        for item in unregistered:
+            err.print(
+                f"[red]{item['feature_name']}[/]: not registered ({item['change']}); run"
+                " `featurestore plan` and `featurestore apply`"
+            )
+        if failed:
+            err.print(f"[bold red]check failed:[/] {len(failed)} feature(s) not published")
+        if unregistered:
+            err.print(f"[bold red]check failed:[/] {len(unregistered)} feature(s) not registered")
+        if not failed and not unregistered:
+            out.print(f"[bold green]check passed:[/] {len(builds)} feature(s) built and checked")
+    if failed or unregistered:
+        raise typer.Exit(1)
+
+
+def build_json(build) -> dict[str, Any]:
+    return {
+        "feature_name": build.feature_name,
+        "version": build.version,
+        "table": build.table,
+        "status": build.status.value,
+        "rows": build.rows,
+        "seconds": round(build.seconds, 3),
+        "error": build.error,
+        "rejected_table": build.rejected_table,
+        "checks": [
+            {
+                "name": c.name,
+                "passed": c.passed,
+                "blocking": c.blocking,
+                "description": c.description,
+                "metadata": c.metadata,
+            }
+            for c in build.checks
+        ],
+    }
+
+
+def render_builds(builds, config) -> None:
+    table = Table(title=f"Materialized into {config.duckdb_path}", title_justify="left")
+    for column in ("feature", "version", "status", "rows", "checks", "time"):
+        table.add_column(column, justify="right" if column in {"rows", "time"} else "left")
+    colors = {"published": "green", "rejected": "red", "failed": "red", "skipped": "yellow"}
+    for b in builds:
+        checks = f"{b.checks_passed} passed"
+        if b.checks_failed:
+            failed = ", ".join(
+                c.name + ("" if c.blocking else " (warn)") for c in b.checks if not c.passed
+            )
+            checks += f", [red]{b.checks_failed} failed[/]: {failed}"
+        status = f"[{colors[b.status.value]}]{b.status.value}[/]"
+        table.add_row(
+            b.feature_name,
+            b.version,
+            status,
+            f"{b.rows:,}" if b.rows is not None else "-",
+            checks if b.checks else "-",
+            f"{b.seconds:.2f}s",
+        )
+    out.print(table)
+    for b in builds:
+        if b.error:
+            err.print(f"[red]{b.feature_name}[/]: {b.error}")
+        if b.rejected_table:
+            err.print(
+                f"[red]{b.feature_name}[/]: live table kept; rejected rows in {b.rejected_table}"
+            )
