@@ -32,7 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from featurestore_dagster.definitions.models import FeatureDefinition, RuleType
 from featurestore_example.data import ensure_raw_data
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFINITIONS = REPO / "feature_definitions"
 SYMBOLS = 40
 BUSINESS_DAYS = 1305  # Monday-Friday, 2020-01-01 .. 2024-12-31
