@@ -393,7 +393,13 @@ def _null_outcome(audit: Audit, spec: CheckSpecInfo, p: Any) -> CheckOutcome:
 def _plan_outlier(audit: Audit, spec: CheckSpecInfo, p: Any) -> Finisher:
     threshold = p.effective_threshold
     if p.method == "zscore":
-        spread = audit.agg(f"stddev_samp({audit.value})")
+        # DuckDB 1.5 raises on a non-finite input to stddev_samp; a NaN/inf value means no
+        # usable spread (no bounds), as before.
+        v = audit.value
+        spread = audit.agg(
+            f"CASE WHEN count(*) FILTER (WHERE NOT isfinite({v}::DOUBLE)) = 0"
+            f" THEN stddev_samp(CASE WHEN isfinite({v}::DOUBLE) THEN {v} END) END"
+        )
     else:
         spread = audit.agg(f"quantile_cont({audit.value}, [0.25, 0.75])")
 
