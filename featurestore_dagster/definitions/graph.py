@@ -43,10 +43,28 @@ class FeatureGraph:
         self._features: dict[str, FeatureDefinition] = {d.feature_name: d for d in definitions}
         self._children: dict[str, list[str]] = {name: [] for name in self._features}
         self._by_table: dict[str, str] | None = None
+        #: Data fingerprints by feature, filled on first use (see ``data_fingerprint``).
+        self.data_fingerprints: dict[str, str] = {}
         for name in sorted(self._features):
             for parent in self._features[name].upstream_features:
                 if parent in self._children:
                     self._children[parent].append(name)
+
+    def data_fingerprint(self, name: str) -> str:
+        """The data fingerprint of feature ``name``, computed once per loaded graph.
+
+        Plans, code versions and materialization records all ask for it; a python
+        transformation's source is read from disk only the first time.
+        """
+        fingerprint = self.data_fingerprints.get(name)
+        if fingerprint is None:
+            from featurestore_dagster.definitions.fingerprint import data_fingerprint
+
+            fingerprint = self.data_fingerprints[name] = data_fingerprint(self[name])
+        return fingerprint
+
+    def data_fingerprint_of(self, definition: FeatureDefinition) -> str:
+        return self.data_fingerprint(definition.feature_name)
 
     # --- construction ----------------------------------------------------------------------
 

@@ -70,15 +70,13 @@ class MaterializationRecorder:
         self.rows: list[dict[str, Any]] = []
 
     def add(self, build) -> None:
-        from featurestore_dagster.definitions.fingerprint import data_fingerprint
-
         definition = self.graph[build.feature_name]
         self.rows.append(
             build_record(
                 build,
                 run_id=self.run_id,
                 code_version=self.code_version(definition),
-                fingerprint=data_fingerprint(definition),
+                fingerprint=self.graph.data_fingerprint(build.feature_name),
             )
         )
 

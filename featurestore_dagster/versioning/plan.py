@@ -275,9 +275,15 @@ class Plan(BaseModel):
 
 
 def plan_feature(
-    definition: FeatureDefinition, registered: RegisteredFeature | None
+    definition: FeatureDefinition,
+    registered: RegisteredFeature | None,
+    fingerprint: Callable[[FeatureDefinition], str] = data_fingerprint,
 ) -> FeaturePlan:
-    """Compare one definition with what is registered for it."""
+    """Compare one definition with what is registered for it.
+
+    ``fingerprint`` gives the definition's data fingerprint (``FeatureGraph.data_fingerprint``
+    computes it once per load); it is not called when the registered snapshot proves it.
+    """
     declared = definition.version
     base = {
         "feature_name": definition.feature_name,
@@ -286,7 +292,7 @@ def plan_feature(
         "definition_file": str(definition.path) if definition.path is not None else None,
     }
     if registered is None:
-        data_fp, meta_fp = data_fingerprint(definition), metadata_fingerprint(definition)
+        data_fp, meta_fp = fingerprint(definition), metadata_fingerprint(definition)
         return FeaturePlan(
             change=ChangeKind.NEW, data_fingerprint=data_fp, metadata_fingerprint=meta_fp, **base
         )
@@ -300,7 +306,7 @@ def plan_feature(
             metadata_fingerprint=registered.metadata_fingerprint,
             **base,
         )
-    data_fp, meta_fp = data_fingerprint(definition), metadata_fingerprint(definition)
+    data_fp, meta_fp = fingerprint(definition), metadata_fingerprint(definition)
     base.update(data_fingerprint=data_fp, metadata_fingerprint=meta_fp)
     if (data_fp, meta_fp) == (registered.data_fingerprint, registered.metadata_fingerprint):
         category, diffs = ChangeCategory.NONE, []
@@ -378,7 +384,12 @@ def build_plan(
             the production usage of those within the impact window.
         window_days: the impact window, reported with the plan.
     """
-    features = [plan_feature(d, registered.get(d.feature_name)) for d in graph]
+    features = [
+        plan_feature(d, registered.get(d.feature_name), graph.data_fingerprint_of) for d in graph
+    ]
+    for item in features:  # an unchanged payload proved its fingerprint: remember it
+        if item.data_fingerprint:
+            graph.data_fingerprints.setdefault(item.feature_name, item.data_fingerprint)
     for item in features:
         if item.change == ChangeKind.CHANGED:
             item.downstream_features = sorted(graph.downstream_closure(item.feature_name))
