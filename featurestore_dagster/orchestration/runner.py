@@ -35,6 +35,7 @@ def run_build(
     console=None,
     resource=None,
     code_versions: Mapping[str, str] | None = None,
+    max_features_per_step: int | None = None,
 ) -> list[FeatureBuild]:
     """Build the selection with ``dagster.materialize`` and return what happened to each feature.
 
@@ -42,6 +43,7 @@ def run_build(
         console: a rich console for a progress display (None: no display).
         resource: a preconfigured ``FeatureStoreResource`` (hooks); one is made from settings.
         code_versions: feature -> code version (default: from the registry's history).
+        max_features_per_step: the size bound of one multi-asset (default: ``steps.py``'s).
     """
     import dagster as dg
 
@@ -76,7 +78,10 @@ def run_build(
     if code_versions is None:  # a registry that cannot be read is an error here (exit 2)
         code_versions = history(graph, Registry(settings.registry_url), settings=settings)
     translator = FeatureTranslator(code_versions=code_versions)
-    assets = build_assets(graph, translator)
+    from featurestore_dagster.orchestration.steps import MAX_FEATURES_PER_STEP
+
+    step_size = max_features_per_step or MAX_FEATURES_PER_STEP
+    assets = build_assets(graph, translator, max_features_per_step=step_size)
     keys = [translator.get_asset_key(graph[n]) for n in selected]
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     try:
@@ -97,11 +102,46 @@ def run_build(
         if progress is not None:
             progress.stop()
     if len(builds) < len(selected):
+        builds += _not_run(graph, selected, builds, result, step_size)
+    return builds
+
+
+def _not_run(graph, selected, builds, result, step_size) -> list[FeatureBuild]:
+    """Skipped builds for the features of steps Dagster did not run.
+
+    Dagster does not start a step downstream of a failed one (a step fails when one of its
+    features is not published), so those features are reported as skipped, naming the upstream
+    that was not published. When no feature failed, a step crashed: that is an error.
+    """
+    from featurestore_dagster.build.publish import BuildStatus
+    from featurestore_dagster.orchestration.steps import plan_steps
+
+    bad = {b.feature_name: b.status for b in builds if not b.ok}
+    if not bad:
         raise MaterializationError(
             f"the build stopped after {len(builds)} of {len(selected)} feature(s): "
             + _step_failure(result)
         )
-    return builds
+    done = {b.feature_name for b in builds}
+    step_of = {n: s.name for s in plan_steps(graph.compiled, step_size) for n in s.features}
+    skipped = []
+    for name in graph.topological_order(n for n in selected if n not in done):
+        definition = graph[name]
+        parent = next((p for p in definition.upstream_features if p in bad), None)
+        if parent is not None:
+            reason = f"upstream '{parent}' was {bad[parent].value}"
+        else:
+            reason = (
+                f"its Dagster step '{step_of[name]}' did not run: an upstream step did not"
+                f" publish every feature ({', '.join(sorted(bad))})"
+            )
+        bad[name] = BuildStatus.SKIPPED
+        skipped.append(
+            FeatureBuild(
+                name, definition.version, definition.table_name, BuildStatus.SKIPPED, error=reason
+            )
+        )
+    return skipped
 
 
 def _step_failure(result) -> str:
