@@ -5,7 +5,7 @@ Exit codes: 0 success; 1 the operation ran and found a failure; 2 bad input or u
 that registers its commands on it when imported here.
 """
 
-from featurestore_dagster.cli import build, catalog, usage, versions  # noqa: F401
+from featurestore_dagster.cli import build, catalog, serve, usage, versions  # noqa: F401
 from featurestore_dagster.cli.app import app
 
 

@@ -1,0 +1,149 @@
+"""The FastAPI application: routes under ``/api/v1``, auth, a body-size limit, ``/healthz``.
+
+``create_app(store, tokens)`` builds it around one ``FeatureStore``; ``app_from_environment``
+is the factory ``featurestore serve`` hands to uvicorn (each worker process builds its own
+from the environment the command set).
+"""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI, HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from featurestore_dagster.api import features, history
+from featurestore_dagster.api.auth import TokenTable, is_loopback_client, load_tokens
+from featurestore_dagster.api.deps import ReadAccess
+from featurestore_dagster.api.errors import install_error_handlers
+from featurestore_dagster.api.schemas import Health
+from featurestore_dagster.store import FeatureStore
+
+API_PREFIX = "/api/v1"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+ENV_ANONYMOUS_READ = "FEATURESTORE_API_ANONYMOUS_READ"
+ENV_MAX_BODY_BYTES = "FEATURESTORE_API_MAX_BODY_BYTES"
+
+
+class BodyLimit:
+    """Refuse bodies above ``limit`` bytes with a 413, by ``Content-Length`` or while
+    reading a chunked body, before a route sees any of it."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    size = int(value)
+                except ValueError:
+                    size = -1
+                if size < 0 or size > self.limit:
+                    await _json(send, 413, self._message(size))
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise HTTPException(413, self._message(seen))
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self, size: int) -> str:
+        if size < 0:
+            return "invalid Content-Length header"
+        return f"request body too large: {size} bytes (limit {self.limit})"
+
+
+class LoopbackOnly:
+    """Without tokens, answer loopback clients only (the bind address already is loopback;
+    this also holds behind a proxy)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            client = scope.get("client")
+            if not is_loopback_client(client[0] if client else None):
+                await _json(send, 403, "no API tokens are configured: only loopback clients")
+                return
+        await self.app(scope, receive, send)
+
+
+async def _json(send: Send, code: int, detail: str) -> None:
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    store: FeatureStore | None = None,
+    tokens: TokenTable | None = None,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """The REST API around ``store`` (default: ``FeatureStore()``), guarded by ``tokens``
+    (default: none, loopback clients only)."""
+    from featurestore_dagster import __version__
+
+    store = store if store is not None else FeatureStore()
+    tokens = tokens if tokens is not None else TokenTable()
+    app = FastAPI(
+        title="featurestore-dagster",
+        version=__version__,
+        description=(
+            "A versioned feature store inside Dagster. Writes need a token with the write"
+            " role; reads a token with the read role (or none with --anonymous-read)."
+        ),
+    )
+    app.state.store = store
+    app.state.tokens = tokens
+    install_error_handlers(app, store.settings.definitions_path)
+    app.include_router(features.router, prefix=API_PREFIX)
+    app.include_router(history.router, prefix=API_PREFIX)
+
+    def health() -> Health:
+        return Health(status="ok", version=__version__, features=len(store.graph.names))
+
+    app.add_api_route("/healthz", health, response_model=Health, tags=["health"])
+    app.add_api_route(
+        f"{API_PREFIX}/healthz",
+        health,
+        response_model=Health,
+        tags=["health"],
+        dependencies=[ReadAccess],
+    )
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    if not tokens.enabled:
+        app.add_middleware(LoopbackOnly)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The application of ``featurestore serve``: store and tokens from the environment."""
+    anonymous = os.environ.get(ENV_ANONYMOUS_READ, "") in {"1", "true", "yes"}
+    limit = int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES)
+    return create_app(FeatureStore(), load_tokens(anonymous_read=anonymous), max_body_bytes=limit)
