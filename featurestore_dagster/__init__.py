@@ -1,8 +1,9 @@
 """featurestore-dagster: a versioned feature registry that lives inside Dagster.
 
 ``FeatureStore`` is the Python API ; its results are the pydantic models
-exported here, its failures the typed errors. Importing this package never imports Dagster
-(only building assets does).
+exported here, its failures the typed errors. ``FeatureStoreComponent`` adds the store to a
+``dg`` project, ``FeatureStoreResource`` and ``feature_asset_key`` serve the user's own assets.
+Importing this package never imports Dagster (only building assets and those three do).
 """
 
 from typing import TYPE_CHECKING
@@ -23,7 +24,9 @@ _EXPORTS = {
     "FeatureStatistics": "usage.models",
     "FeatureStatus": "definitions.models",
     "FeatureStore": "store",
+    "FeatureStoreComponent": "orchestration.component",
     "FeatureStoreError": "errors",
+    "FeatureStoreResource": "orchestration.resource",
     "FeatureType": "definitions.models",
     "FeatureUsage": "usage.models",
     "FeatureVersion": "models",
@@ -38,6 +41,7 @@ _EXPORTS = {
     "UsageError": "errors",
     "ValidationRule": "definitions.models",
     "VersionError": "errors",
+    "feature_asset_key": "orchestration.resource",
 }
 
 
@@ -78,6 +82,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         VersionError,
     )
     from featurestore_dagster.models import FeatureInfo, FeatureVersion, MaterializationInfo
+    from featurestore_dagster.orchestration.component import FeatureStoreComponent
+    from featurestore_dagster.orchestration.resource import FeatureStoreResource, feature_asset_key
     from featurestore_dagster.store import BumpResult, FeatureStore
     from featurestore_dagster.usage.models import FeatureLineage, FeatureStatistics, FeatureUsage
     from featurestore_dagster.versioning.plan import ChangeCategory, FeaturePlan, FieldDiff, Plan
@@ -98,7 +104,9 @@ __all__ = [
     "FeatureStatistics",
     "FeatureStatus",
     "FeatureStore",
+    "FeatureStoreComponent",
     "FeatureStoreError",
+    "FeatureStoreResource",
     "FeatureType",
     "FeatureUsage",
     "FeatureVersion",
@@ -114,4 +122,5 @@ __all__ = [
     "ValidationRule",
     "VersionError",
     "__version__",
+    "feature_asset_key",
 ]

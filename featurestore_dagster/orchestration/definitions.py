@@ -35,6 +35,14 @@ from featurestore_dagster.registry.materializations import MaterializationRecord
 
 RESOURCE_KEY = "featurestore"
 
+# A step that rejects one feature still fails (the run fails, as with any failed blocking
+# check), but the steps that depend only on what it did publish (the user's model assets on
+# healthy features) run: Dagster's default waits for the whole upstream step to succeed.
+EXECUTOR = dg.in_process_executor.configured(
+    {"step_dependency_config": {"require_upstream_step_success": False}},
+    name="featurestore_in_process",
+)
+
 
 @dataclass
 class FeatureStoreResource:
@@ -284,14 +292,15 @@ def build_definitions(
         schedules=schedules,
         jobs=jobs,
         resources={RESOURCE_KEY: resource or FeatureStoreResource(settings)},
-        executor=dg.in_process_executor,
+        executor=EXECUTOR,
     )
 
 
-def code_location() -> dg.Definitions:
-    """Entry point of ``workspace.yaml``: build everything from the configured folder."""
+def code_location(settings: Settings | None = None) -> dg.Definitions:
+    """Entry point of ``workspace.yaml`` (and of ``FeatureStoreComponent``): build everything
+    from the configured folder, or from ``settings``."""
     logging.getLogger("featurestore").setLevel(logging.INFO)
-    settings = Settings.load()
+    settings = settings or Settings.load()
     with paused_gc():
         graph = FeatureGraph.from_settings(settings)
     from featurestore_dagster.usage.api import registry_usage_metadata
