@@ -24,7 +24,7 @@ import yaml
 
 from featurestore_dagster.definitions.sql import References, table_references
 
-_VERSION = f"2|sqlglot={sqlglot.__version__}|pyyaml={yaml.__version__}"
+_VERSION = f"3|sqlglot={sqlglot.__version__}|pyyaml={yaml.__version__}"
 _MISSING = object()
 
 
