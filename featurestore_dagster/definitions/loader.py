@@ -23,6 +23,13 @@ from featurestore_dagster.errors import DefinitionError, DefinitionIssue
 DEFINITION_SUFFIXES = (".yaml", ".yml")
 # libyaml's safe loader is ~10x faster than the pure-Python one on large repositories.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# A definition is a few levels deep; parameters may nest a little. Deeper documents are refused
+# before anything recurses over them (pydantic, JSON, fingerprints).
+MAX_DEPTH = 32
+# Aliases may share a node, but the document as every consumer sees it (expanded) must stay
+# within a small multiple of the file: an 800-byte alias bomb expands to gigabytes.
+EXPANSION_FACTOR = 10
+EXPANSION_SLACK = 64 * 1024
 _KNOWN_FIELDS = [
     *FeatureDefinition.model_fields,
     *Transformation.model_fields,
@@ -99,6 +106,8 @@ def read_definition_file(
     try:
         text = path.read_text(encoding="utf-8")
         document = (cache or LoadCache(None)).document(text, _parse_yaml)
+    except DocumentShapeError as error:
+        return [], [DefinitionIssue(str(error), file=path)]
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -143,8 +152,57 @@ def read_definition_file(
     return entries, issues
 
 
+class DocumentShapeError(Exception):
+    """A YAML document too deep, self-referencing, or expanding far beyond its file's size."""
+
+
 def _parse_yaml(text: str):
-    return yaml.load(text, Loader=_YAML_LOADER)
+    document = yaml.load(text, Loader=_YAML_LOADER)
+    check_document_shape(document, len(text))
+    return document
+
+
+def check_document_shape(document: Any, text_size: int) -> None:
+    """Refuse a parsed document deeper than ``MAX_DEPTH`` or whose aliases expand it beyond
+    ``EXPANSION_FACTOR`` times its text.
+
+    The walk visits each distinct node once (sizes of shared nodes are memoized), so an alias
+    bomb is measured in microseconds without ever being expanded.
+
+    Raises:
+        DocumentShapeError: with a message fit for the user.
+    """
+    limit = EXPANSION_FACTOR * text_size + EXPANSION_SLACK
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: Any, depth: int) -> int:
+        if not isinstance(node, dict | list):
+            return len(str(node)) + 1
+        if depth > MAX_DEPTH:
+            raise DocumentShapeError(
+                f"YAML is nested more than {MAX_DEPTH} levels deep; a definition needs a few"
+            )
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise DocumentShapeError("a YAML alias refers to a node that contains it")
+        in_progress.add(key)
+        items = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1
+        for item in items:
+            total += size(item, depth + 1)
+            if total > limit:
+                raise DocumentShapeError(
+                    f"YAML aliases expand this {text_size}-byte file beyond {limit} bytes;"
+                    " repeat the values instead of aliasing them"
+                )
+        in_progress.discard(key)
+        sizes[key] = total
+        return total
+
+    size(document, 0)
 
 
 def parse_definition(
