@@ -20,13 +20,15 @@ import duckdb
 from featurestore_dagster.build.checks import CheckOutcome, TableProfile, evaluate_checks
 from featurestore_dagster.build.transformations import build_into
 from featurestore_dagster.definitions.graph import FeatureGraph
-from featurestore_dagster.definitions.models import FeatureDefinition, FeatureStatus
+from featurestore_dagster.definitions.models import (
+    REJECTED_SCHEMA,
+    STAGING_PREFIX,
+    FeatureDefinition,
+    FeatureStatus,
+)
 from featurestore_dagster.definitions.sql import quote_table
 
 log = logging.getLogger("featurestore")
-
-REJECTED_SCHEMA = "_rejected"
-STAGING_PREFIX = "__staging_"
 
 
 class BuildStatus(StrEnum):

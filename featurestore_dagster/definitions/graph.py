@@ -19,6 +19,8 @@ from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.cache import LoadCache
 from featurestore_dagster.definitions.loader import collect_definitions
 from featurestore_dagster.definitions.models import (
+    RESERVED_SCHEMAS,
+    STAGING_PREFIX,
     FeatureDefinition,
     FeatureStatus,
     TransformationType,
@@ -317,6 +319,10 @@ class FeatureGraph:
     def _table_issues(self) -> list[DefinitionIssue]:
         issues = []
         owners: dict[str, str] = {}
+        readers: dict[str, str] = {}
+        for name in sorted(self._features):
+            for source in self._features[name].sources:
+                readers.setdefault(source.lower(), name)
         for name in sorted(self._features):
             d = self._features[name]
             table = d.table_name.lower()
@@ -329,13 +335,25 @@ class FeatureGraph:
                     )
                 )
             owners.setdefault(table, name)
-            if table.split(".")[0] in {"_staging", "_rejected"}:
+            reserved = reserved_table_problem(table)
+            if reserved:
+                field = "duckdb_table" if d.duckdb_table else "feature_name"
+                issues.append(_issue(d, field, f"table {d.table_name}: {reserved}"))
+            elif table in readers:
                 issues.append(
-                    _issue(d, "duckdb_table", f"schema '{table.split('.')[0]}' is reserved")
+                    _issue(
+                        d,
+                        "duckdb_table",
+                        f"table {d.table_name} is a source of feature '{readers[table]}'; a"
+                        " feature never writes its inputs",
+                    )
                 )
         for d in self._features.values():
             for source in d.table_sources:
-                if source.lower() in owners:
+                reserved = reserved_table_problem(source.lower())
+                if reserved:
+                    issues.append(_issue(d, "sources", f"source {source}: {reserved}"))
+                elif source.lower() in owners:
                     issues.append(
                         _issue(
                             d,
@@ -400,6 +418,16 @@ class FeatureGraph:
                 )
             )
         return issues
+
+
+def reserved_table_problem(table: str) -> str | None:
+    """Why ``schema.table`` (lower case) lies in a namespace the store reserves, or None."""
+    schema, _, name = table.partition(".")
+    if schema in RESERVED_SCHEMAS:
+        return f"schema '{schema}' is reserved for the store's own tables"
+    if name.startswith(STAGING_PREFIX):
+        return f"names starting with '{STAGING_PREFIX}' are reserved for build staging tables"
+    return None
 
 
 def _issue(d: FeatureDefinition, field: str, message: str) -> DefinitionIssue:

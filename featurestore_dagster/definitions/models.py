@@ -32,6 +32,17 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$"
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
+# Tables the store writes beside each feature's live table: the build's staging table
+# ``<schema>.__staging_<table>``, rejected rows ``_rejected.<feature>``, latest values
+# ``_latest.<feature>``. No definition may name a table there (it would be overwritten or
+# dropped by another feature's build), nor in DuckDB's own catalogs.
+STAGING_PREFIX = "__staging_"
+REJECTED_SCHEMA = "_rejected"
+LATEST_SCHEMA = "_latest"
+RESERVED_SCHEMAS = frozenset(
+    {"_staging", REJECTED_SCHEMA, LATEST_SCHEMA, "information_schema", "pg_catalog"}
+)
+
 
 class FeatureType(StrEnum):
     TECHNICAL_INDICATOR = "technical_indicator"
