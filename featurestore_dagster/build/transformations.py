@@ -2,14 +2,19 @@
 
 A python transformation is called as ``fn(conn, inputs, **parameters)``:
 
-- ``conn``: the ``duckdb.DuckDBPyConnection`` of the build;
+- ``conn``: the ``duckdb.DuckDBPyConnection`` of the build, sandboxed like the SQL ones
+  (``build/sandbox.py``: no file outside the lake and the declared sources, settings locked);
 - ``inputs``: ``{name: duckdb.DuckDBPyRelation}`` for each upstream feature (by feature name)
   and each table source (by ``schema.table``);
 - ``parameters``: ``transformation.parameters``.
 
 It returns a pandas or polars DataFrame, a pyarrow Table or a DuckDB relation holding exactly the
 entity columns, the timestamp column and the value column. The result goes into DuckDB through
-Arrow/replacement scans, never a Python loop over rows.
+Arrow, never a Python loop over rows.
+
+A python transformation is code the project imports: it runs with the privileges of the user
+running the build (it can open files or sockets through Python itself). Only the DuckDB
+connection it receives is sandboxed. Review python transformations like any other code.
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from featurestore_dagster.definitions.models import FeatureDefinition, TransformationType
-from featurestore_dagster.definitions.sql import quote_table, substitute_parameters
+from featurestore_dagster.definitions.sql import (
+    check_one_select,
+    quote_table,
+    substitute_parameters,
+)
 
 
 class PythonImportError(ValueError):
@@ -120,7 +129,9 @@ def build_into(
     """
     quoted = quote_table(target)
     if definition.transformation.transformation_type == TransformationType.SQL:
-        conn.execute(f"CREATE OR REPLACE TABLE {quoted} AS {render_sql(definition)}")
+        sql = render_sql(definition)
+        check_one_select(sql)  # DuckDB's own parser: the text cannot smuggle a 2nd statement
+        conn.execute(f"CREATE OR REPLACE TABLE {quoted} AS {sql}")
         return
     function = import_transformation(definition.transformation.code)
     inputs = {name: conn.table(table) for name, table in input_tables.items()}
@@ -134,7 +145,12 @@ def _store(conn, result: Any, quoted: str, definition: FeatureDefinition) -> Non
     import duckdb
 
     if isinstance(result, duckdb.DuckDBPyRelation):
-        conn.execute(f"CREATE OR REPLACE TABLE {quoted} AS SELECT * FROM result")
+        # Replacement scans (a relation found by its variable name) are off in the sandbox.
+        result.create_view("__featurestore_result", replace=True)
+        try:
+            conn.execute(f"CREATE OR REPLACE TABLE {quoted} AS SELECT * FROM __featurestore_result")
+        finally:
+            conn.execute("DROP VIEW IF EXISTS __featurestore_result")
         return
     if hasattr(result, "read_all") and not hasattr(result, "num_rows"):
         result = result.read_all()  # a streaming pyarrow RecordBatchReader

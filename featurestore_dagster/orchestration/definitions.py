@@ -25,6 +25,7 @@ from featurestore_dagster.build.publish import (
     FeatureBuilder,
     open_duckdb,
 )
+from featurestore_dagster.build.sandbox import file_source_access, lock_down
 from featurestore_dagster.build.transformations import ensure_importable_root, import_transformation
 from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.graph import FeatureGraph
@@ -69,6 +70,14 @@ class FeatureStoreResource:
         if self.settings.bootstrap:
             ensure_importable_root(self.settings.project_root)
             import_transformation(self.settings.bootstrap)(conn)
+
+    def lock_down(self, conn: duckdb.DuckDBPyConnection, graph: FeatureGraph) -> None:
+        """Sandbox ``conn`` before any definition runs: external access off except the
+        declared file sources of ``graph``, configuration locked."""
+        directories, paths = file_source_access(
+            sorted({s for d in graph.compiled for s in d.file_sources})
+        )
+        lock_down(conn, allowed_directories=directories, allowed_paths=paths)
 
 
 def build_assets(
@@ -121,7 +130,8 @@ def _step_asset(
         )
         conn = resource.connect()
         try:
-            resource.bootstrap(conn)
+            resource.bootstrap(conn)  # project code (pyproject), not a definition
+            resource.lock_down(conn, graph)
             builder = FeatureBuilder(conn, graph, now=resource.now)
             for build in builder.build_all(selected, on_start=resource.on_start):
                 for hook in resource.on_result:
