@@ -77,6 +77,32 @@ def lock_down(
     return conn
 
 
+class NotOneStatementError(ValueError):
+    """User SQL that DuckDB's parser splits into more (or fewer) than one statement."""
+
+
+def execute_one(conn: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyConnection:
+    """Run ``sql`` as exactly one statement, the way DuckDB itself parses it.
+
+    ``conn.execute`` runs every statement of a text, so a definition whose SQL is pasted into
+    a larger statement (``CREATE TABLE ... AS <sql>``, ``SELECT count(*) FROM (<sql>)``)
+    could close it and append its own (``...); DROP TABLE raw.x; SELECT (1``). Here the text
+    is split by DuckDB's parser and refused unless it is one statement, which alone is run.
+
+    Raises:
+        NotOneStatementError: naming how many statements DuckDB found.
+    """
+    try:
+        statements = conn.extract_statements(sql)
+    except RecursionError:
+        raise NotOneStatementError("SQL is nested too deeply to run") from None
+    if len(statements) != 1:
+        raise NotOneStatementError(
+            f"SQL must be exactly one statement where it is run; DuckDB found {len(statements)}"
+        )
+    return conn.execute(statements[0])
+
+
 def is_locked_down(conn: duckdb.DuckDBPyConnection) -> bool:
     """Whether ``conn`` has external access off and its configuration locked."""
     rows = conn.execute(

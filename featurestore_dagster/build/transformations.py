@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from featurestore_dagster.build.sandbox import execute_one
 from featurestore_dagster.definitions.models import FeatureDefinition, TransformationType
 from featurestore_dagster.definitions.sql import (
     check_one_select,
@@ -130,8 +131,8 @@ def build_into(
     quoted = quote_table(target)
     if definition.transformation.transformation_type == TransformationType.SQL:
         sql = render_sql(definition)
-        check_one_select(sql)  # DuckDB's own parser: the text cannot smuggle a 2nd statement
-        conn.execute(f"CREATE OR REPLACE TABLE {quoted} AS {sql}")
+        check_one_select(sql)  # DuckDB's own parser: one SELECT, checked before pasting it in
+        execute_one(conn, f"CREATE OR REPLACE TABLE {quoted} AS {sql}")
         return
     function = import_transformation(definition.transformation.code)
     inputs = {name: conn.table(table) for name, table in input_tables.items()}

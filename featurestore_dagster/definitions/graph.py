@@ -6,9 +6,12 @@ Dagster deps, ``lineage``, ``plan``'s impact list and the lifecycle guards all r
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from featurestore_dagster.build.checks import check_specs
+from featurestore_dagster.build.sandbox import glob_directory, is_glob
 from featurestore_dagster.build.transformations import (
     PythonImportError,
     ensure_importable_root,
@@ -23,10 +26,17 @@ from featurestore_dagster.definitions.models import (
     STAGING_PREFIX,
     FeatureDefinition,
     FeatureStatus,
+    RuleType,
     TransformationType,
 )
 from featurestore_dagster.definitions.sql import SqlError
 from featurestore_dagster.errors import DefinitionError, DefinitionIssue, UnknownFeatureError
+
+TABLE_PLACEHOLDER = re.compile(r"\{\{\s*table\s*\}\}")
+# What ``{{ table }}`` stands for while a custom_sql rule is checked at load (at build time it
+# is the quoted staging table).
+CHECKED_TABLE = '"__featurestore_checked_table"'
+CHECKED_REFERENCE = "main.__featurestore_checked_table"
 
 
 class FeatureGraph:
@@ -236,6 +246,7 @@ class FeatureGraph:
         for definition in self._features.values():
             if definition.status != FeatureStatus.ARCHIVED:
                 issues += self._transformation_issues(definition, check_python, cache)
+                issues += self._custom_sql_issues(definition, cache)
         return issues
 
     def _reference_issues(self, ignore: set[str]) -> list[DefinitionIssue]:
@@ -349,6 +360,16 @@ class FeatureGraph:
                     )
                 )
         for d in self._features.values():
+            for source in d.file_sources:
+                if is_glob(source) and Path(glob_directory(source)) in (Path(""), Path("/")):
+                    issues.append(
+                        _issue(
+                            d,
+                            "sources",
+                            f"glob '{source}' must start with its directory (for example"
+                            " data/prices/*.parquet): the build may read only that directory",
+                        )
+                    )
             for source in d.table_sources:
                 reserved = reserved_table_problem(source.lower())
                 if reserved:
@@ -362,6 +383,45 @@ class FeatureGraph:
                             " list it under upstream_features instead",
                         )
                     )
+        return issues
+
+    def _declared_inputs(self, d: FeatureDefinition) -> set[str]:
+        """Lower-case tables ``d`` may read: its upstreams' tables and its table sources."""
+        tables = {
+            self._features[p].table_name.lower() for p in d.upstream_features if p in self._features
+        }
+        return tables | {s.lower() for s in d.table_sources}
+
+    def _custom_sql_issues(self, d: FeatureDefinition, cache: LoadCache) -> list[DefinitionIssue]:
+        """A ``custom_sql`` rule is one SELECT reading only ``{{ table }}`` and ``d``'s declared
+        inputs, checked like a transformation (it runs on the same build connection)."""
+        issues = []
+        names = {id(spec.rule): spec.name for spec in check_specs(d) if spec.rule is not None}
+        for index, rule in enumerate(d.validation_rules):
+            if rule.rule_type != RuleType.CUSTOM_SQL:
+                continue
+            field = f"validation_rules[{index}].parameters.sql"
+            prefix = f"custom_sql rule '{names[id(rule)]}'"
+            sql = TABLE_PLACEHOLDER.sub(CHECKED_TABLE, str(rule.parameters.get("sql", "")))
+            try:
+                references = cache.references(sql)
+            except SqlError as error:
+                issues.append(_issue(d, field, f"{prefix}: {error}"))
+                continue
+            tables = set(references.tables) - {CHECKED_REFERENCE}
+            for table in sorted(tables - self._declared_inputs(d)):
+                issues.append(
+                    _issue(
+                        d,
+                        field,
+                        f"{prefix} reads undeclared table {table}; a rule reads {{{{ table }}}}"
+                        " and the feature's upstream_features and sources only",
+                    )
+                )
+            for path in sorted(references.files - set(d.file_sources)):
+                issues.append(
+                    _issue(d, field, f"{prefix} reads undeclared file '{path}'; add to sources")
+                )
         return issues
 
     def _transformation_issues(

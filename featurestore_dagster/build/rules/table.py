@@ -20,8 +20,9 @@ from featurestore_dagster.build.rules.base import (
     outcome,
     skipped,
 )
+from featurestore_dagster.build.sandbox import NotOneStatementError, execute_one
 from featurestore_dagster.definitions.models import FeatureDefinition
-from featurestore_dagster.definitions.sql import quote_identifier
+from featurestore_dagster.definitions.sql import SqlError, check_one_select, quote_identifier
 
 
 class RowCountRule(Rule):
@@ -90,16 +91,23 @@ class CustomSqlRule(Rule):
         sql = re.sub(r"\{\{\s*table\s*\}\}", lambda _: audit.table, p.sql).strip().rstrip(";")
         metadata: dict[str, Any] = {"sql": sql, "max_failing_rows": p.max_failing_rows}
         try:
-            failing = audit.query(f"SELECT count(*) FROM (\n{sql}\n) AS failing")[0][0]
+            # Checked at load; DuckDB's own parser checks again that the text pasted into the
+            # count below is exactly one SELECT (a rule that closes the parenthesis is not).
+            check_one_select(sql)
+        except SqlError as error:
+            return outcome(spec, False, **metadata, error=str(error))
+        try:
+            counted = execute_one(audit.conn, f"SELECT count(*) FROM (\n{sql}\n) AS failing")
+            failing = counted.fetchall()[0][0]
             metadata["failing_rows"] = failing
             if failing > p.max_failing_rows:
-                cursor = audit.conn.execute(f"SELECT * FROM (\n{sql}\n) AS failing LIMIT 5")
+                cursor = execute_one(audit.conn, f"SELECT * FROM (\n{sql}\n) AS failing LIMIT 5")
                 names = [d[0] for d in cursor.description]
                 metadata["failing_sample"] = [
                     {n: jsonable(v) for n, v in zip(names, row, strict=True)}
                     for row in cursor.fetchall()
                 ]
-        except duckdb.Error as error:
+        except (duckdb.Error, NotOneStatementError) as error:
             return outcome(spec, False, **metadata, error=str(error).splitlines()[0])
         return outcome(spec, failing <= p.max_failing_rows, **metadata)
 
