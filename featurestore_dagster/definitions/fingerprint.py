@@ -45,7 +45,15 @@ DATA_FIELDS = (
     "validation_rules",
     "duckdb_table",
 )
-METADATA_FIELDS = ("description", "owner", "tags", "schedule", "status", "feature_type")
+METADATA_FIELDS = (
+    "description",
+    "owner",
+    "tags",
+    "schedule",
+    "status",
+    "feature_type",
+    "automation",
+)
 
 
 def _digest(payload: Any) -> str:
@@ -167,7 +175,7 @@ def data_components(definition: FeatureDefinition) -> dict[str, Any]:
 
 def metadata_components(definition: FeatureDefinition) -> dict[str, Any]:
     """Canonical value of every metadata field, keyed by field name."""
-    return {
+    components: dict[str, Any] = {
         "description": " ".join(definition.description.split()),
         "owner": definition.owner,
         "tags": sorted(definition.tags),
@@ -175,6 +183,10 @@ def metadata_components(definition: FeatureDefinition) -> dict[str, Any]:
         "status": definition.status.value,
         "feature_type": definition.feature_type.value,
     }
+    # Only when set, so that definitions without it keep the fingerprints they registered.
+    if definition.automation is not None:
+        components["automation"] = definition.automation.value
+    return components
 
 
 def data_fingerprint(definition: FeatureDefinition) -> str:

@@ -73,6 +73,13 @@ class TransformationType(StrEnum):
     PYTHON = "python"
 
 
+class Automation(StrEnum):
+    """How Dagster's declarative automation keeps a feature up to date."""
+
+    EAGER = "eager"  # whenever an upstream feature (or source) is updated
+    ON_CRON = "on_cron"  # on each tick of the feature's ``schedule``, once its upstream updated
+
+
 class RuleType(StrEnum):
     RANGE = "range"
     NULL_CHECK = "null_check"
@@ -272,6 +279,7 @@ class FeatureDefinition(_Strict):
     transformation: Transformation
     validation_rules: list[ValidationRule] = Field(default_factory=list)
     schedule: str | None = None
+    automation: Automation | None = None
     duckdb_table: str | None = None
     changelog: str | None = None
     breaking_changes: bool = False
@@ -356,6 +364,17 @@ class FeatureDefinition(_Strict):
     def _cron(cls, value: str | None) -> str | None:
         if value is not None and not is_valid_cron(value):
             raise ValueError(f"'{value}' is not a 5-field cron expression")
+        return value
+
+    @field_validator("automation")
+    @classmethod
+    def _cron_automation(cls, value: Automation | None, info: ValidationInfo):
+        # `schedule` is declared before `automation`, so it is validated (or failed) already.
+        if value == Automation.ON_CRON and not info.data.get("schedule"):
+            raise ValueError(
+                "automation 'on_cron' runs on the feature's schedule: add a 'schedule' cron"
+                " (or use automation 'eager')"
+            )
         return value
 
     @field_validator("duckdb_table")

@@ -29,6 +29,7 @@ from featurestore_dagster.build.sandbox import file_source_access, lock_down
 from featurestore_dagster.build.transformations import ensure_importable_root, import_transformation
 from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.orchestration.automation import automation_sensor
 from featurestore_dagster.orchestration.steps import MAX_FEATURES_PER_STEP, BuildStep, plan_steps
 from featurestore_dagster.orchestration.translator import FeatureTranslator, build_specs
 from featurestore_dagster.registry import Registry
@@ -231,11 +232,16 @@ def build_schedules(
 ) -> tuple[list[dg.ScheduleDefinition], list]:
     """One schedule per distinct cron: its features and everything downstream, drafts left out."""
     translator = translator or FeatureTranslator()
-    from featurestore_dagster.definitions.models import FeatureStatus
+    from featurestore_dagster.definitions.models import Automation, FeatureStatus
 
     by_cron: dict[str, list[str]] = {}
     for definition in graph.compiled:
-        if definition.schedule and definition.status != FeatureStatus.DRAFT:
+        # `automation: on_cron` runs on the cron through its automation condition instead.
+        if (
+            definition.schedule
+            and definition.status != FeatureStatus.DRAFT
+            and definition.automation != Automation.ON_CRON
+        ):
             by_cron.setdefault(definition.schedule, []).append(definition.feature_name)
     schedules, jobs = [], []
     for cron in sorted(by_cron):
@@ -297,9 +303,15 @@ def build_definitions(
         schedules, jobs = build_schedules(graph, translator)
     # No extra "all features" job: the UI's "Materialize all" does that, and a job selecting
     # every asset cost ~0.5 s of load time per 1,000 features.
+    automated = [
+        translator.get_asset_key(d)
+        for d in graph.compiled
+        if translator.get_automation_condition(d) is not None
+    ]
     return dg.Definitions(
         assets=assets,
         schedules=schedules,
+        sensors=[automation_sensor(automated)] if automated else [],
         jobs=jobs,
         resources={RESOURCE_KEY: resource or FeatureStoreResource(settings)},
         executor=EXECUTOR,

@@ -88,6 +88,13 @@ class FeatureTranslator:
     def get_code_version(self, definition: FeatureDefinition) -> str:
         return self.code_versions.get(definition.feature_name, definition.version)
 
+    def get_automation_condition(
+        self, definition: FeatureDefinition
+    ) -> dg.AutomationCondition | None:
+        from featurestore_dagster.orchestration.automation import automation_condition
+
+        return automation_condition(definition)
+
     def get_column_schema(self, definition: FeatureDefinition) -> dg.TableSchema:
         columns = [
             dg.TableColumn(c, "VARCHAR", description="entity") for c in definition.entity_columns
@@ -133,6 +140,8 @@ class FeatureTranslator:
             metadata["sources"] = ", ".join(definition.sources)
         if definition.schedule:
             metadata["schedule"] = definition.schedule
+        if definition.automation is not None:
+            metadata["automation"] = definition.automation.value
         if definition.path is not None:
             metadata["definition_file"] = str(definition.path)
         for key, value in self.usage.get(definition.feature_name, {}).items():
@@ -171,6 +180,7 @@ class FeatureTranslator:
             owners=self.get_owners(definition),
             tags=self.get_tags(definition),
             kinds=self.get_kinds(definition),
+            automation_condition=self.get_automation_condition(definition),
             skippable=True,
         )
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from featurestore_dagster.definitions.fingerprint import (
     BREAKING_FIELDS,
     DATA_FIELDS,
+    METADATA_FIELDS,
     data_components,
     data_fingerprint,
     metadata_components,
@@ -171,8 +172,8 @@ def categorize(
             )
         )
     old_meta, new_meta = metadata_components(old), metadata_components(new)
-    for field in old_meta:
-        if old_meta[field] != new_meta[field]:
+    for field in METADATA_FIELDS:  # optional fields are left out of the components when unset
+        if old_meta.get(field) != new_meta.get(field):
             diffs.append(_diff(field, old, new))
     if diffs and new.breaking_changes:
         diffs.append(

@@ -134,6 +134,7 @@ CATEGORIZER = [
         ["description", "breaking_changes"],
     ),
     ("flag_alone", {"breaking_changes": True}, ChangeCategory.NONE, []),
+    ("automation", {"automation": "eager"}, ChangeCategory.METADATA, ["automation"]),
     (
         "largest_wins",
         {"description": "x", "validation_rules": []},
