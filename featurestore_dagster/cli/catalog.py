@@ -101,4 +101,7 @@ def definition_json(definition, graph) -> dict[str, Any]:
     data["duckdb_table"] = definition.table_name
     data["downstream_features"] = graph.downstream(definition.feature_name)
     data["definition_file"] = str(definition.path) if definition.path else None
+    # Whether the transformation can see the future (found in the SQL, or declared).
+    data["lookahead"] = definition.is_lookahead
+    data["lookahead_reasons"] = list(definition.lookahead_reasons)
     return data

@@ -53,6 +53,8 @@ METADATA_FIELDS = (
     "status",
     "feature_type",
     "automation",
+    "ttl",
+    "lookahead",
 )
 
 
@@ -174,7 +176,11 @@ def data_components(definition: FeatureDefinition) -> dict[str, Any]:
 
 
 def metadata_components(definition: FeatureDefinition) -> dict[str, Any]:
-    """Canonical value of every metadata field, keyed by field name."""
+    """Canonical value of every metadata field, keyed by field name.
+
+    ``automation``, ``ttl`` and ``lookahead`` appear only when set, so definitions written
+    before they existed keep their fingerprints.
+    """
     components: dict[str, Any] = {
         "description": " ".join(definition.description.split()),
         "owner": definition.owner,
@@ -183,9 +189,12 @@ def metadata_components(definition: FeatureDefinition) -> dict[str, Any]:
         "status": definition.status.value,
         "feature_type": definition.feature_type.value,
     }
-    # Only when set, so that definitions without it keep the fingerprints they registered.
     if definition.automation is not None:
         components["automation"] = definition.automation.value
+    if definition.ttl is not None:
+        components["ttl"] = definition.ttl
+    if definition.lookahead is not None:
+        components["lookahead"] = definition.lookahead
     return components
 
 

@@ -440,6 +440,16 @@ class FeatureGraph:
         except SqlError as error:
             return [_issue(d, "transformation.code", str(error))]
         issues = []
+        if d.lookahead is False and d.lookahead_reasons:
+            issues.append(
+                _issue(
+                    d,
+                    "lookahead",
+                    "declared false, but the SQL can see the future: "
+                    + "; ".join(d.lookahead_reasons)
+                    + " (remove the field, or fix the SQL)",
+                )
+            )
         upstream_tables = {
             self._features[p].table_name.lower(): p
             for p in d.upstream_features

@@ -283,6 +283,11 @@ class FeatureDefinition(_Strict):
     duckdb_table: str | None = None
     changelog: str | None = None
     breaking_changes: bool = False
+    # Consumers (training sets, latest values): values older than ``ttl`` are NULL.
+    ttl: str | None = None
+    # Whether the transformation can see later rows. Declared for python; for SQL found by
+    # parsing (definitions/leakage.py), and ``false`` there must agree with the SQL.
+    lookahead: bool | None = None
 
     _path: Any = PrivateAttr(default=None)
 
@@ -377,6 +382,16 @@ class FeatureDefinition(_Strict):
             )
         return value
 
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _ttl(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        text = str(value).strip()
+        if not re.match(DURATION_PATTERN, text) or parse_duration(text) <= 0:
+            raise ValueError(f"'{text}' is not a positive duration like '30d', '36h', '90m', '2w'")
+        return text
+
     @field_validator("duckdb_table")
     @classmethod
     def _table(cls, value: str | None) -> str | None:
@@ -408,6 +423,28 @@ class FeatureDefinition(_Strict):
     @property
     def value_column(self) -> str:
         return self.feature_name
+
+    @property
+    def ttl_seconds(self) -> float | None:
+        """``ttl`` in seconds (None: no limit)."""
+        return parse_duration(self.ttl) if self.ttl else None
+
+    @property
+    def lookahead_reasons(self) -> tuple[str, ...]:
+        """Why this feature can see the future (SQL parsed; python as declared)."""
+        if self.transformation.transformation_type == TransformationType.PYTHON:
+            return ("declared lookahead: true",) if self.lookahead else ()
+        from featurestore_dagster.definitions.leakage import definition_lookahead
+
+        reasons = definition_lookahead(self)
+        if not reasons and self.lookahead:
+            return ("declared lookahead: true",)
+        return reasons
+
+    @property
+    def is_lookahead(self) -> bool:
+        """True when a training set must refuse this feature (unless allowed explicitly)."""
+        return bool(self.lookahead_reasons)
 
     @property
     def table_sources(self) -> list[str]:

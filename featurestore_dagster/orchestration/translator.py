@@ -80,6 +80,8 @@ class FeatureTranslator:
     def get_tags(self, definition: FeatureDefinition) -> dict[str, str]:
         tags = dict.fromkeys(definition.tags, "")
         tags["status"] = definition.status.value
+        if definition.is_lookahead:
+            tags["lookahead"] = ""
         return tags
 
     def get_description(self, definition: FeatureDefinition) -> str | None:
@@ -144,6 +146,13 @@ class FeatureTranslator:
             metadata["automation"] = definition.automation.value
         if definition.path is not None:
             metadata["definition_file"] = str(definition.path)
+        if definition.ttl:
+            metadata["ttl"] = definition.ttl
+        # The leakage guard: training sets refuse these unless asked to allow them.
+        reasons = definition.lookahead_reasons
+        metadata["lookahead"] = bool(reasons)
+        if reasons:
+            metadata["lookahead_reasons"] = "; ".join(reasons)
         for key, value in self.usage.get(definition.feature_name, {}).items():
             metadata[key] = value
         return metadata
