@@ -97,3 +97,13 @@ class MaterializationError(FeatureStoreError):
 
 class BreakingChangeError(FeatureStoreError):
     """A breaking change used by production models, applied without explicit consent."""
+
+
+class TrainingSetError(FeatureStoreError):
+    """A training-set or latest-values request that is refused before anything is computed
+    (unknown feature or version, data no longer retained, a spine that does not fit)."""
+
+
+class LookaheadError(TrainingSetError):
+    """A feature whose transformation can see the future, asked for without
+    ``allow_lookahead=True``."""
