@@ -10,6 +10,7 @@ each rule type describes, needs and concludes lives in ``rules/``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -23,9 +24,12 @@ from featurestore_dagster.build.rules import (
     CheckSpecInfo,
     Finisher,
 )
-from featurestore_dagster.build.rules.base import done, missing_columns, skipped
+from featurestore_dagster.build.rules.base import done, missing_columns, outcome, skipped
 from featurestore_dagster.definitions.models import FeatureDefinition
 from featurestore_dagster.errors import MaterializationError
+
+if TYPE_CHECKING:  # the proof module parses SQL; importing sqlglot is left to who uses it
+    from featurestore_dagster.definitions.uniqueness import UniqueKeyProof
 
 __all__ = [
     "SCHEMA_CHECK",
@@ -69,6 +73,8 @@ def evaluate_checks(
     definition: FeatureDefinition,
     table: str,
     now: datetime | None = None,
+    *,
+    unique_key_proof: UniqueKeyProof | None = None,
 ) -> tuple[list[CheckOutcome], TableProfile]:
     """Audit ``table`` for every check of ``definition``, in the order of ``check_specs``.
 
@@ -81,6 +87,9 @@ def evaluate_checks(
         table: the table to audit, ``schema.table`` or already quoted (``"features"."t"``).
         now: the time freshness is judged at (default: now, UTC). Naive datetimes and
             TIMESTAMP columns are read as UTC; a DATE counts as midnight at its start.
+        unique_key_proof: a proof from the SQL that ``table`` has a unique, non-NULL key
+            (``definitions.uniqueness``): the ``unique_key`` check then passes as "proven"
+            without its distinct-key scan. Only for a table the proven SQL just built.
 
     Returns:
         One outcome per check spec, and the value profile of the table.
@@ -99,13 +108,13 @@ def evaluate_checks(
     specs = check_specs(definition)
 
     audit = Audit(conn, definition, table_sql, columns)
-    finishers = [_plan(audit, spec, now) for spec in specs]
+    finishers = [_plan(audit, spec, now, unique_key_proof) for spec in specs]
     audit.scan()
     if audit.saw_nan():
         # NaN is the largest double in DuckDB, so max() = NaN exactly when some value is NaN.
         known = audit.distinct_counts
         audit = Audit(conn, definition, table_sql, columns, nan_as_null=True, known=known)
-        finishers = [_plan(audit, spec, now) for spec in specs]
+        finishers = [_plan(audit, spec, now, unique_key_proof) for spec in specs]
         audit.scan()
     return [finish() for finish in finishers], audit.profile()
 
@@ -113,7 +122,23 @@ def evaluate_checks(
 _IMPLICIT_BY_TYPE = {check.rule_type: check for check in IMPLICIT}
 
 
-def _plan(audit: Audit, spec: CheckSpecInfo, now: datetime) -> Finisher:
+def _plan(
+    audit: Audit, spec: CheckSpecInfo, now: datetime, proof: UniqueKeyProof | None
+) -> Finisher:
+    if proof is not None and spec.rule_type == UNIQUE_KEY_CHECK:
+        skip = missing_columns(audit, spec, audit.definition.key_columns)
+        if skip is not None:
+            return skip
+        return done(
+            outcome(
+                spec,
+                True,
+                method="proven",
+                columns=list(audit.definition.key_columns),
+                proven_from=proof.upstream,
+                reason=proof.reason,
+            )
+        )
     if spec.rule is None:
         return _IMPLICIT_BY_TYPE[spec.rule_type].plan(audit, spec, None, now)
     rule = RULES[spec.rule.rule_type]

@@ -18,7 +18,7 @@ from enum import StrEnum
 import duckdb
 
 from featurestore_dagster.build.checks import CheckOutcome, TableProfile, evaluate_checks
-from featurestore_dagster.build.transformations import build_into
+from featurestore_dagster.build.transformations import build_into, render_sql
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import (
     REJECTED_SCHEMA,
@@ -105,6 +105,9 @@ class FeatureBuilder:
             most of the per-asset overhead).
         graph: the validated feature graph.
         now: the time freshness checks compare with (default: now).
+        published_upstream: features already published in this run by another step; with
+            the ones this builder publishes, their keys count as checked for the
+            ``unique_key`` proof (``definitions.uniqueness``).
     """
 
     def __init__(
@@ -113,11 +116,13 @@ class FeatureBuilder:
         graph: FeatureGraph,
         *,
         now: datetime | None = None,
+        published_upstream: Iterable[str] = (),
     ):
         self.conn = conn
         self.graph = graph
         self.now = now
         self._schemas: set[str] = set()
+        self._published: set[str] = set(published_upstream)
 
     def build_all(
         self,
@@ -169,16 +174,34 @@ class FeatureBuilder:
             result.seconds = time.perf_counter() - started
             return result
 
-        checks, profile = evaluate_checks(self.conn, definition, quote_table(staging), now=self.now)
+        checks, profile = evaluate_checks(
+            self.conn,
+            definition,
+            quote_table(staging),
+            now=self.now,
+            unique_key_proof=self._unique_key_proof(definition),
+        )
         result.checks, result.profile, result.rows = checks, profile, profile.row_count
         if any(c.blocking and not c.passed for c in checks):
             result.status = BuildStatus.REJECTED
             result.rejected_table = self._reject(definition, staging)
         else:
             self._publish(definition, staging)
+            self._published.add(definition.feature_name)
             result.status = BuildStatus.PUBLISHED
         result.seconds = time.perf_counter() - started
         return result
+
+    def _unique_key_proof(self, definition: FeatureDefinition):
+        """A proof that the key is unique, when the SQL keeps the key of one upstream that
+        was published (so its key was checked unique) in this very run."""
+        upstream = definition.upstream_features
+        if len(upstream) != 1 or definition.sources or upstream[0] not in self._published:
+            return None  # decided before parsing: most features stop here
+        from featurestore_dagster.definitions.uniqueness import unique_key_proof
+
+        parent = self.graph[upstream[0]]
+        return unique_key_proof(definition, {parent.feature_name: parent}, render_sql(definition))
 
     # --- steps ------------------------------------------------------------------------------
 

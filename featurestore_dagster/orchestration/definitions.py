@@ -101,7 +101,7 @@ def build_assets(
     for step in plan_steps(compiled, max_features_per_step):
         specs = [specs_by_name[n] for n in step.features]
         checks = [c for s in specs for c in checks_by_key.get(s.key, ())]
-        assets.append(_step_asset(step, specs, checks, graph, translator))
+        assets.append(_step_asset(step, specs, checks, graph, translator, specs_by_name))
     return [*assets, *source_specs]
 
 
@@ -111,8 +111,13 @@ def _step_asset(
     check_specs: list[dg.AssetCheckSpec],
     graph: FeatureGraph,
     translator: FeatureTranslator,
+    all_specs: dict[str, dg.AssetSpec],
 ) -> dg.AssetsDefinition:
     names_by_key = {spec.key: name for spec, name in zip(specs, step.features, strict=True)}
+    # Upstream features of this step built by earlier steps of the same run: this step only
+    # runs when they were materialized, i.e. published.
+    parents = {p for n in step.features for p in graph[n].upstream_features} - set(step.features)
+    parent_by_key = {all_specs[p].key: p for p in parents if p in all_specs}
 
     @dg.multi_asset(
         name=step.name,
@@ -133,7 +138,15 @@ def _step_asset(
         try:
             resource.bootstrap(conn)  # project code (pyproject), not a definition
             resource.lock_down(conn, graph)
-            builder = FeatureBuilder(conn, graph, now=resource.now)
+            in_run = context.run.asset_selection  # None: the whole job runs
+            builder = FeatureBuilder(
+                conn,
+                graph,
+                now=resource.now,
+                published_upstream=[
+                    p for k, p in parent_by_key.items() if in_run is None or k in in_run
+                ],
+            )
             for build in builder.build_all(selected, on_start=resource.on_start):
                 for hook in resource.on_result:
                     hook(build)
@@ -332,7 +345,12 @@ def code_location(settings: Settings | None = None) -> dg.Definitions:
         # Usage counts, top models, last use; {} (no extra metadata) while there is no usage.
         usage=registry_usage_metadata(settings.registry_url),
     )
-    return build_definitions(graph, settings, translator=translator)
+    definitions = build_definitions(graph, settings, translator=translator)
+    # The code location lives as long as its process (webserver, code server, run worker):
+    # moved out of the collector's generations, its objects are never walked again (a 1,000-
+    # feature load then serves requests without multi-second generation-2 collections).
+    gc.freeze()
+    return definitions
 
 
 def history_code_versions(graph: FeatureGraph, settings: Settings) -> dict[str, str]:
