@@ -1,7 +1,11 @@
 """Where things live: definitions folder, registry URL, DuckDB file (SPEC section 5).
 
 Precedence: explicit arguments, then environment variables, then ``[tool.featurestore]`` in the
-nearest ``pyproject.toml``, then defaults under ``.featurestore/`` in the project root.
+project's ``pyproject.toml``, then defaults under ``.featurestore/`` in the project root.
+
+The project root is found like git finds its repository: walking up from the working directory
+to the first folder whose ``pyproject.toml`` has a ``[tool.featurestore]`` table or that holds a
+``feature_definitions/`` folder. Outside any project nothing is created: ``ProjectNotFoundError``.
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from featurestore_dagster.errors import FeatureStoreError
+from featurestore_dagster.errors import FeatureStoreError, ProjectNotFoundError
 
 ENV_DEFINITIONS = "FEATURESTORE_DEFINITIONS"
 ENV_REGISTRY_URL = "FEATURESTORE_REGISTRY_URL"
 ENV_DUCKDB_PATH = "FEATURESTORE_DUCKDB_PATH"
 ENV_BOOTSTRAP = "FEATURESTORE_BOOTSTRAP"
 STATE_DIR = ".featurestore"
+DEFAULT_DEFINITIONS = "feature_definitions"
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,7 @@ class Settings:
     """Resolved configuration.
 
     Attributes:
-        project_root: folder holding ``pyproject.toml`` (or the working directory).
+        project_root: the project folder (see the module docstring).
         definitions_path: folder of ``*.yaml`` definitions.
         registry_url: SQLAlchemy URL of the registry database.
         duckdb_path: the DuckDB file features are written to.
@@ -48,8 +53,26 @@ class Settings:
         duckdb_path: str | Path | None = None,
         start: Path | None = None,
     ) -> Settings:
-        """Resolve settings from arguments, environment, pyproject.toml and defaults."""
-        root, table = _find_pyproject(start or Path.cwd())
+        """Resolve settings from arguments, environment, pyproject.toml and defaults.
+
+        Raises:
+            ProjectNotFoundError: no project root above ``start`` (the working directory) and
+                no definitions folder given explicitly.
+        """
+        start = (start or Path.cwd()).resolve()
+        found = find_project_root(start)
+        explicit = definitions_path or os.environ.get(ENV_DEFINITIONS)
+        if found is not None:
+            root, table = found
+        elif explicit:
+            # An explicit folder outside any project: its state lives beside that folder.
+            root, table = _under(start, explicit).resolve().parent, {}
+        else:
+            raise ProjectNotFoundError(
+                f"not inside a featurestore project: neither {start} nor any folder above it has"
+                " a pyproject.toml with a [tool.featurestore] table or a feature_definitions/"
+                f" folder; run from your project (or set {ENV_DEFINITIONS})"
+            )
 
         def pick(argument, env_name: str, *keys: str):
             if argument is not None:
@@ -66,7 +89,7 @@ class Settings:
         duckdb_file = pick(duckdb_path, ENV_DUCKDB_PATH, "duckdb_path", "duckdb")
         bootstrap = os.environ.get(ENV_BOOTSTRAP, table.get("bootstrap")) or None
 
-        definitions = _under(root, definitions or "feature_definitions")
+        definitions = _under(root, definitions or DEFAULT_DEFINITIONS)
         duckdb_file = _under(root, duckdb_file or f"{STATE_DIR}/features.duckdb")
         if not registry:
             registry = f"sqlite:///{_under(root, f'{STATE_DIR}/registry.db')}"
@@ -92,13 +115,27 @@ def _under(root: Path, value: str | Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def _find_pyproject(start: Path) -> tuple[Path, dict]:
-    for folder in [start.resolve(), *start.resolve().parents]:
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file():
-            try:
-                data = tomllib.loads(candidate.read_text())
-            except tomllib.TOMLDecodeError as error:
-                raise FeatureStoreError(f"{candidate}: invalid TOML: {error}") from None
-            return folder, data.get("tool", {}).get("featurestore", {}) or {}
-    return start.resolve(), {}
+def find_project_root(start: Path) -> tuple[Path, dict] | None:
+    """The nearest folder at or above ``start`` that is a featurestore project, with its
+    ``[tool.featurestore]`` table; None outside any project.
+
+    A ``pyproject.toml`` without ``[tool.featurestore]`` (a parent monorepo, a library) does
+    not stop the walk unless a ``feature_definitions/`` folder sits beside it.
+    """
+    start = start.resolve()
+    for folder in [start, *start.parents]:
+        table = _featurestore_table(folder / "pyproject.toml")
+        if table is not None or (folder / DEFAULT_DEFINITIONS).is_dir():
+            return folder, table or {}
+    return None
+
+
+def _featurestore_table(candidate: Path) -> dict | None:
+    if not candidate.is_file():
+        return None
+    try:
+        data = tomllib.loads(candidate.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise FeatureStoreError(f"{candidate}: invalid TOML: {error}") from None
+    table = data.get("tool", {}).get("featurestore")
+    return table if isinstance(table, dict) else None

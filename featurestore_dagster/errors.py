@@ -107,3 +107,11 @@ class TrainingSetError(FeatureStoreError):
 class LookaheadError(TrainingSetError):
     """A feature whose transformation can see the future, asked for without
     ``allow_lookahead=True``."""
+
+
+class ProjectNotFoundError(FeatureStoreError):
+    """Run outside any featurestore project (no root found by walking up)."""
+
+
+class ConfigError(FeatureStoreError):
+    """Settings that cannot be used: a missing definitions folder, a bad URL or DAGSTER_HOME."""

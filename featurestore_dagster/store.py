@@ -26,10 +26,11 @@ from featurestore_dagster.definitions.cache import LoadCache
 from featurestore_dagster.definitions.catalog import filter_definitions
 from featurestore_dagster.definitions.fingerprint import normalization_cache
 from featurestore_dagster.definitions.graph import FeatureGraph
-from featurestore_dagster.definitions.loader import DEFINITION_SUFFIXES
+from featurestore_dagster.definitions.loader import DEFINITION_SUFFIXES, definition_files
 from featurestore_dagster.definitions.models import FeatureDefinition
 from featurestore_dagster.errors import (
     BreakingChangeError,
+    ConfigError,
     DefinitionError,
     DefinitionIssue,
     UnknownFeatureError,
@@ -71,6 +72,15 @@ class BumpResult(BaseModel):
     changelog: str | None = None
     definition_file: str | None = None
     changed: bool = True
+
+
+class ApplyResult(BaseModel):
+    """What ``apply`` did: the versions registered and the features whose definition file is
+    gone, archived (``archive_removed``) or kept as they were."""
+
+    versions: list[FeatureVersion]
+    archived: list[str] = []
+    kept_removed: list[str] = []
 
 
 def default_user() -> str | None:
@@ -200,7 +210,13 @@ class FeatureStore(DefinitionChanges, UsageAPI):
     # --- plan / apply / bump ------------------------------------------------------------------
 
     def plan(self, *, window_days: int | None = None) -> Plan:
-        """Compare every definition with the registry (SPEC section 4)."""
+        """Compare every definition with the registry.
+
+        Raises:
+            ConfigError: the definitions folder is missing, or empty while the registry holds
+                live features (see ``require_definitions``).
+        """
+        require_definitions(self.settings)
         window = window_days if window_days is not None else impact_window_days(self.settings)
         registry = self.registry
         graph = self.graph
@@ -213,15 +229,36 @@ class FeatureStore(DefinitionChanges, UsageAPI):
             )
 
     def apply(
-        self, *, allow_breaking: bool = False, window_days: int | None = None
+        self,
+        *,
+        allow_breaking: bool = False,
+        window_days: int | None = None,
+        archive_removed: bool = False,
     ) -> list[FeatureVersion]:
         """Register everything ``plan`` shows, in one transaction (all or nothing).
+
+        A registered feature whose definition file is gone is archived only with
+        ``archive_removed=True``; otherwise it stays as it is. ``apply_plan`` also says which
+        features were archived or kept.
 
         Raises:
             VersionError: a changed definition's version is too small (every one is named).
             BreakingChangeError: a breaking change affects production models and
                 ``allow_breaking`` is False.
         """
+        return self.apply_plan(
+            allow_breaking=allow_breaking, window_days=window_days, archive_removed=archive_removed
+        ).versions
+
+    def apply_plan(
+        self,
+        *,
+        allow_breaking: bool = False,
+        window_days: int | None = None,
+        archive_removed: bool = False,
+    ) -> ApplyResult:
+        """``apply`` returning what it did: versions registered, features archived, and the
+        removed features kept because ``archive_removed`` was not given."""
         plan = self.plan(window_days=window_days)
         refused = plan.refused
         if refused:
@@ -236,7 +273,13 @@ class FeatureStore(DefinitionChanges, UsageAPI):
             if item.change in (ChangeKind.NEW, ChangeKind.CHANGED)
         ]
         removed = [f.feature_name for f in plan.features if f.change == ChangeKind.REMOVED]
-        return self.registry.register(registrations, removed=removed, created_by=self.user)
+        archived = removed if archive_removed else []
+        versions = self.registry.register(registrations, removed=archived, created_by=self.user)
+        return ApplyResult(
+            versions=versions,
+            archived=archived,
+            kept_removed=[] if archive_removed else removed,
+        )
 
     def _registration(
         self, definition: FeatureDefinition, item, *, created_by: str | None = None, **extra: Any
@@ -250,7 +293,10 @@ class FeatureStore(DefinitionChanges, UsageAPI):
             data_fingerprint=item.data_fingerprint,
             metadata_fingerprint=item.metadata_fingerprint,
             changelog=definition.changelog,
-            breaking_changes=definition.breaking_changes or category == "breaking",
+            # The flag describes this version: a true kept in the file from an earlier
+            # breaking version does not make a metadata edit breaking.
+            breaking_changes=category == "breaking"
+            or (category == "initial" and definition.breaking_changes),
             created_by=created_by or self.user,
             expected_version=item.registered_version,
             definition_file=str(definition.path) if definition.path else None,
@@ -298,7 +344,12 @@ class FeatureStore(DefinitionChanges, UsageAPI):
         if changelog is None and item.diffs:
             text = "Changed " + ", ".join(sorted({d.field for d in item.diffs}))
         document = DefinitionFile(definition.path)
-        document.set_fields(feature_name, {"version": version, "changelog": text})
+        # The flag describes the version it sits on: true only for a breaking change.
+        fields = {"version": version, "changelog": text}
+        breaking = item.category == "breaking"
+        if breaking or definition.breaking_changes:
+            fields["breaking_changes"] = breaking
+        document.set_fields(feature_name, fields)
         with file_edits() as edits:
             edits.write(definition.path, document.render())
         return result.model_copy(update={"version": version, "changelog": text})
@@ -475,6 +526,43 @@ class FeatureStore(DefinitionChanges, UsageAPI):
     def materializations(self, feature_name: str, *, limit: int = 10) -> list[MaterializationInfo]:
         """The latest recorded builds of a feature, newest first."""
         return self.registry.materializations(feature_name, limit=limit)
+
+
+def require_definitions(settings: Settings) -> None:
+    """Refuse a definitions folder that cannot be the truth: one that does not exist, or one
+    holding no definitions while the registry has live (non-archived) features. Registering
+    against such a folder would archive every feature.
+
+    Nothing is written; the registry is only looked at when the folder is empty (and only if it
+    already exists).
+
+    Raises:
+        ConfigError: naming the folder (and, for an empty one, the live features).
+    """
+    folder = settings.definitions_path
+    how = "--definitions, FEATURESTORE_DEFINITIONS or [tool.featurestore] definitions"
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"definitions folder {folder} {what} (set it with {how})")
+    if definition_files(folder):
+        return
+    from featurestore_dagster.errors import RegistryError
+    from featurestore_dagster.registry.engine import sqlite_file_missing
+
+    if sqlite_file_missing(settings.registry_url):
+        return
+    try:
+        rows = Registry(settings.registry_url, create=False).feature_rows()
+    except RegistryError:
+        return  # no tables yet: nothing registered
+    live = sorted(name for name, row in rows.items() if row.get("status") != "archived")
+    if live:
+        shown = ", ".join(live[:5]) + (f" and {len(live) - 5} more" if len(live) > 5 else "")
+        raise ConfigError(
+            f"definitions folder {folder} holds no definitions, but the registry has"
+            f" {len(live)} live feature(s) ({shown}); refusing to treat them as removed"
+            f" (point {how} at the right folder)"
+        )
 
 
 def breaking_message(plan: Plan) -> str:

@@ -63,13 +63,18 @@ def _main(
 
 
 def settings():
+    """The command's settings; every command refuses a missing definitions folder (or an
+    empty one while the registry has live features) before reading anything else."""
     from featurestore_dagster.config import Settings
+    from featurestore_dagster.store import require_definitions
 
-    return Settings.load(
+    config = Settings.load(
         definitions_path=OVERRIDES.definitions,
         registry_url=OVERRIDES.registry_url,
         duckdb_path=OVERRIDES.duckdb_path,
     )
+    require_definitions(config)
+    return config
 
 
 def open_store():

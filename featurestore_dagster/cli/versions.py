@@ -90,7 +90,7 @@ def plan_item_lines(item, window_days: int) -> list[str]:
     if item.change.value == "removed":
         return [
             f"{_MARKS['removed']} [bold]{name}[/] {item.registered_version}: definition removed;"
-            " apply marks it archived (its history stays)"
+            " `featurestore apply --archive-removed` archives it (its history stays)"
         ]
     color = {"breaking": "red", "data": "yellow", "metadata": "cyan"}.get(item.category, "white")
     need = f", needs >= {item.minimum_version}" if item.minimum_version else ""
@@ -109,6 +109,8 @@ def plan_item_lines(item, window_days: int) -> list[str]:
         )
         lines.append(f"    [red]production models (last {window_days} days):[/] {escape(models)}")
         lines.append("    [red]apply needs --allow-breaking[/]")
+    if item.note and item.ok:
+        lines.append(f"    [yellow]note:[/] {escape(item.note)}")
     if not item.ok:
         lines.append(f"    [red]refused:[/] {escape(item.reason or '')}")
     return lines
@@ -144,17 +146,43 @@ def apply(
             "--allow-breaking", help="Consent to breaking changes used by production models."
         ),
     ] = False,
+    archive_removed: Annotated[
+        bool,
+        typer.Option(
+            "--archive-removed",
+            help="Archive registered features whose definition file is gone (history stays).",
+        ),
+    ] = False,
     window_days: WindowOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Register what ``plan`` shows, atomically (all or nothing)."""
-    versions = open_store().apply(allow_breaking=allow_breaking, window_days=window_days)
+    """Register what plan shows, atomically (all or nothing)."""
+    result = open_store().apply_plan(
+        allow_breaking=allow_breaking, window_days=window_days, archive_removed=archive_removed
+    )
+    versions = result.versions
     if json_output:
         print_json([_dump(v) for v in versions])
-        return
-    for v in versions:
-        out.print(f"registered [bold]{escape(v.feature_name)}[/] {v.version} ({v.change_category})")
-    out.print(f"{len(versions)} version(s) registered." if versions else "Nothing to register.")
+    else:
+        for v in versions:
+            out.print(
+                f"registered [bold]{escape(v.feature_name)}[/] {v.version} ({v.change_category})"
+            )
+        for name in result.archived:
+            out.print(f"archived [bold]{escape(name)}[/] (its definition file is gone)")
+        done = []
+        if versions:
+            done.append(f"{len(versions)} version(s) registered")
+        if result.archived:
+            done.append(f"{len(result.archived)} feature(s) archived")
+        out.print("; ".join(done) + "." if done else "Nothing to register.")
+    if result.kept_removed:
+        names = ", ".join(result.kept_removed)
+        err.print(
+            f"[yellow]warning:[/] not archived: {escape(names)} (registered, but the definition"
+            " file is gone); run `featurestore apply --archive-removed` to archive, or restore"
+            " the file"
+        )
 
 
 @app.command()

@@ -50,7 +50,13 @@ def _create_engine(url: str) -> Engine:
         connect_args = {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}
         return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except (NoSuchModuleError, ArgumentError, ImportError) as error:
-        raise RegistryError(f"registry URL '{display_url(url)}' cannot be used: {error}") from None
+        hint = ""
+        if parsed.get_backend_name() in {"postgres", "postgresql"}:
+            fixed = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=True)
+            hint = f"; for PostgreSQL use a postgresql+psycopg:// URL ({fixed})"
+        raise RegistryError(
+            f"registry URL '{display_url(url)}' cannot be used: {error}{hint}"
+        ) from None
 
 
 def _sqlite_engine(url: str, parsed) -> Engine:

@@ -175,17 +175,25 @@ def categorize(
     for field in METADATA_FIELDS:  # optional fields are left out of the components when unset
         if old_meta.get(field) != new_meta.get(field):
             diffs.append(_diff(field, old, new))
-    if diffs and new.breaking_changes:
-        diffs.append(
+    diffs.extend(_flag_diff(old, new))
+    category = max((ChangeCategory.parse(d.category) for d in diffs), default=ChangeCategory.NONE)
+    return category, diffs
+
+
+def _flag_diff(old: FeatureDefinition, new: FeatureDefinition) -> list[FieldDiff]:
+    """``breaking_changes`` describes the version it sits on: only setting it (false in the
+    registered snapshot, true now) claims a breaking change. A ``true`` kept from the
+    registered version describes that version, not the next one."""
+    if new.breaking_changes and not old.breaking_changes:
+        return [
             FieldDiff(
                 field="breaking_changes",
                 category=ChangeCategory.BREAKING.label,
-                old=old.breaking_changes,
+                old=False,
                 new=True,
             )
-        )
-    category = max((ChangeCategory.parse(d.category) for d in diffs), default=ChangeCategory.NONE)
-    return category, diffs
+        ]
+    return []
 
 
 def _diff(field: str, old: FeatureDefinition, new: FeatureDefinition) -> FieldDiff:
@@ -237,6 +245,7 @@ class FeaturePlan(BaseModel):
     minimum_version: str | None = None
     ok: bool = True
     reason: str | None = None
+    note: str | None = None
     downstream_features: list[str] = Field(default_factory=list)
     production_models: list[ModelUsage] = Field(default_factory=list)
     needs_consent: bool = False
@@ -310,7 +319,8 @@ def plan_feature(
     data_fp, meta_fp = fingerprint(definition), metadata_fingerprint(definition)
     base.update(data_fingerprint=data_fp, metadata_fingerprint=meta_fp)
     if (data_fp, meta_fp) == (registered.data_fingerprint, registered.metadata_fingerprint):
-        category, diffs = ChangeCategory.NONE, []
+        diffs = _flag_diff(registered.definition(), definition)
+        category = ChangeCategory.BREAKING if diffs else ChangeCategory.NONE
     else:
         category, diffs = categorize(
             registered.definition(), definition, old_data_fingerprint=registered.data_fingerprint
@@ -329,10 +339,19 @@ def plan_feature(
             minimum,
             definition.path,
         )
+    note = None
+    if [d.field for d in diffs] == ["breaking_changes"]:
+        note = (
+            f"only breaking_changes changed: setting it to true marks this version breaking"
+            f" (a major bump over {registered.current_version}); remove it if nothing broke"
+        )
+        if reason:
+            reason += f" ({note})"
     return FeaturePlan(
         change=ChangeKind.CHANGED,
         category=category.label,
         diffs=diffs,
+        note=note,
         required_bump=category.bump,
         minimum_version=minimum,
         ok=ok,

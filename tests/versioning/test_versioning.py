@@ -133,7 +133,8 @@ CATEGORIZER = [
         ChangeCategory.BREAKING,
         ["description", "breaking_changes"],
     ),
-    ("flag_alone", {"breaking_changes": True}, ChangeCategory.NONE, []),
+    # The flag describes the version it sits on: setting it alone claims a breaking change.
+    ("flag_alone", {"breaking_changes": True}, ChangeCategory.BREAKING, ["breaking_changes"]),
     ("automation", {"automation": "eager"}, ChangeCategory.METADATA, ["automation"]),
     (
         "largest_wins",
@@ -152,6 +153,21 @@ def test_categorize(overrides, category, fields):
     result, diffs = categorize(definition(), definition(**overrides))
     assert result is category
     assert [d.field for d in diffs] == fields
+
+
+def test_a_flag_kept_from_a_breaking_version_does_not_make_the_next_edit_breaking():
+    old = definition(breaking_changes=True)
+    category, diffs = categorize(old, definition(breaking_changes=True, description="x"))
+    assert category is ChangeCategory.METADATA
+    assert [d.field for d in diffs] == ["description"]
+
+
+def test_plan_explains_a_flag_set_on_an_unchanged_definition():
+    item = plan_feature(definition(breaking_changes=True), registered(definition()))
+    assert (item.change, item.category, item.ok) == (ChangeKind.CHANGED, "breaking", False)
+    assert item.minimum_version == "2.0.0"
+    assert "only breaking_changes changed" in item.reason
+    assert "featurestore bump close_price" in item.reason
 
 
 def test_diff_keeps_the_readable_values():
