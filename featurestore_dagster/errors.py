@@ -115,3 +115,7 @@ class ProjectNotFoundError(FeatureStoreError):
 
 class ConfigError(FeatureStoreError):
     """Settings that cannot be used: a missing definitions folder, a bad URL or DAGSTER_HOME."""
+
+
+class InvalidArgumentError(FeatureStoreError):
+    """An argument outside its allowed values (``list --feature-type bogus``)."""

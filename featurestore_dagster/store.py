@@ -26,11 +26,10 @@ from featurestore_dagster.definitions.cache import LoadCache
 from featurestore_dagster.definitions.catalog import filter_definitions
 from featurestore_dagster.definitions.fingerprint import normalization_cache
 from featurestore_dagster.definitions.graph import FeatureGraph
-from featurestore_dagster.definitions.loader import DEFINITION_SUFFIXES, definition_files
+from featurestore_dagster.definitions.loader import DEFINITION_SUFFIXES
 from featurestore_dagster.definitions.models import FeatureDefinition
 from featurestore_dagster.errors import (
     BreakingChangeError,
-    ConfigError,
     DefinitionError,
     DefinitionIssue,
     UnknownFeatureError,
@@ -46,6 +45,11 @@ from featurestore_dagster.versioning.editing import (
     file_edits,
     new_definition_text,
 )
+from featurestore_dagster.versioning.guards import (
+    ApplyResult,
+    breaking_message,
+    require_definitions,
+)
 from featurestore_dagster.versioning.plan import (
     ChangeKind,
     Plan,
@@ -53,7 +57,6 @@ from featurestore_dagster.versioning.plan import (
     build_plan,
     bump_version,
     is_at_least,
-    model_names,
     parse_version,
     plan_feature,
 )
@@ -72,15 +75,6 @@ class BumpResult(BaseModel):
     changelog: str | None = None
     definition_file: str | None = None
     changed: bool = True
-
-
-class ApplyResult(BaseModel):
-    """What ``apply`` did: the versions registered and the features whose definition file is
-    gone, archived (``archive_removed``) or kept as they were."""
-
-    versions: list[FeatureVersion]
-    archived: list[str] = []
-    kept_removed: list[str] = []
 
 
 def default_user() -> str | None:
@@ -526,58 +520,6 @@ class FeatureStore(DefinitionChanges, UsageAPI):
     def materializations(self, feature_name: str, *, limit: int = 10) -> list[MaterializationInfo]:
         """The latest recorded builds of a feature, newest first."""
         return self.registry.materializations(feature_name, limit=limit)
-
-
-def require_definitions(settings: Settings) -> None:
-    """Refuse a definitions folder that cannot be the truth: one that does not exist, or one
-    holding no definitions while the registry has live (non-archived) features. Registering
-    against such a folder would archive every feature.
-
-    Nothing is written; the registry is only looked at when the folder is empty (and only if it
-    already exists).
-
-    Raises:
-        ConfigError: naming the folder (and, for an empty one, the live features).
-    """
-    folder = settings.definitions_path
-    how = "--definitions, FEATURESTORE_DEFINITIONS or [tool.featurestore] definitions"
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise ConfigError(f"definitions folder {folder} {what} (set it with {how})")
-    if definition_files(folder):
-        return
-    from featurestore_dagster.errors import RegistryError
-    from featurestore_dagster.registry.engine import sqlite_file_missing
-
-    if sqlite_file_missing(settings.registry_url):
-        return
-    try:
-        rows = Registry(settings.registry_url, create=False).feature_rows()
-    except RegistryError:
-        return  # no tables yet: nothing registered
-    live = sorted(name for name, row in rows.items() if row.get("status") != "archived")
-    if live:
-        shown = ", ".join(live[:5]) + (f" and {len(live) - 5} more" if len(live) > 5 else "")
-        raise ConfigError(
-            f"definitions folder {folder} holds no definitions, but the registry has"
-            f" {len(live)} live feature(s) ({shown}); refusing to treat them as removed"
-            f" (point {how} at the right folder)"
-        )
-
-
-def breaking_message(plan: Plan) -> str:
-    """Why ``apply`` needs ``--allow-breaking``: each breaking change and the models using it."""
-    lines = []
-    for item in plan.needing_consent:
-        models = ", ".join(model_names(item.production_models))
-        affected = ", ".join(item.downstream_features) or "no downstream features"
-        lines.append(
-            f"feature '{item.feature_name}': breaking change ({item.registered_version} ->"
-            f" {item.declared_version}) affects {affected} and production model(s) {models}"
-            f" used within {plan.window_days} days"
-        )
-    lines.append("apply with --allow-breaking (allow_breaking=True) to register it anyway")
-    return "\n".join(lines)
 
 
 def _info(

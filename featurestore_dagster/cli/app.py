@@ -27,8 +27,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Without a terminal (a pipe, a file, CI logs) tables keep their natural width instead of
+# being squeezed into 80 columns.
+_WIDE = 1_000
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else _WIDE)
+err = Console(
+    stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else _WIDE
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -46,15 +51,15 @@ OVERRIDES = _Overrides()
 def _main(
     definitions: Annotated[
         Path | None,
-        typer.Option("--definitions", help="Definitions folder [env FEATURESTORE_DEFINITIONS]."),
+        typer.Option("--definitions", help=r"Definitions folder \[env FEATURESTORE_DEFINITIONS]."),
     ] = None,
     registry_url: Annotated[
         str | None,
-        typer.Option("--registry-url", help="Registry URL [env FEATURESTORE_REGISTRY_URL]."),
+        typer.Option("--registry-url", help=r"Registry URL \[env FEATURESTORE_REGISTRY_URL]."),
     ] = None,
     duckdb_path: Annotated[
         Path | None,
-        typer.Option("--duckdb", help="DuckDB file [env FEATURESTORE_DUCKDB_PATH]."),
+        typer.Option("--duckdb", help=r"DuckDB file \[env FEATURESTORE_DUCKDB_PATH]."),
     ] = None,
 ) -> None:
     OVERRIDES.definitions = definitions
@@ -66,7 +71,7 @@ def settings():
     """The command's settings; every command refuses a missing definitions folder (or an
     empty one while the registry has live features) before reading anything else."""
     from featurestore_dagster.config import Settings
-    from featurestore_dagster.store import require_definitions
+    from featurestore_dagster.versioning.guards import require_definitions
 
     config = Settings.load(
         definitions_path=OVERRIDES.definitions,
@@ -85,7 +90,7 @@ def open_store():
 
 
 def handle_errors(function: Callable) -> Callable:
-    """Turn library errors into one readable stderr message and the SPEC's exit code."""
+    """Turn library errors into one readable stderr message and the documented exit code."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):

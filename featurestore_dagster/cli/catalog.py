@@ -31,7 +31,7 @@ def list_command(
     limit: Annotated[int, typer.Option(min=1)] = 100,
     json_output: JsonOption = False,
 ) -> None:
-    """List features from the definitions, with their registry state (as ``list_features``)."""
+    """List features from the definitions, with their registry state and usage."""
     items = open_store().list_features(
         feature_type=feature_type,
         status=status,
@@ -43,22 +43,48 @@ def list_command(
     if json_output:
         print_json([item.model_dump(mode="json") for item in items])
         return
-    table = Table(title=f"{len(items)} feature(s)", title_justify="left")
-    columns = ("feature", "version", "registered", "type", "status", "owner", "upstream", "used")
-    for column in columns:
-        table.add_column(column, justify="right" if column == "used" else "left")
-    for item in items:
-        table.add_row(
-            item.feature_name,
-            item.version,
-            item.current_version if item.registered else "[yellow]no[/]",
-            item.feature_type.value,
-            item.status.value,
-            item.owner or "-",
-            ", ".join(item.upstream_features) or "-",
-            str(item.usage_count),
-        )
+    rows = [
+        {
+            "feature": item.feature_name,
+            "version": item.version,
+            "registered": item.current_version if item.registered else "[yellow]no[/]",
+            "type": item.feature_type.value,
+            "status": item.status.value,
+            "owner": item.owner or "-",
+            "upstream": ", ".join(item.upstream_features) or "-",
+            "used": str(item.usage_count),
+        }
+        for item in items
+    ]
+    columns = ["feature", "version", "registered", "type", "status", "owner", "upstream", "used"]
+    # Names are what a reader looks for: never cut them. On a narrow terminal the upstream
+    # and owner columns go first (show NAME and --json have them).
+    hidden = []
+    table = _list_table(len(items), columns, rows)
+    for optional in ("upstream", "owner"):
+        if _width(table) <= out.width:
+            break
+        columns.remove(optional)
+        hidden.append(optional)
+        table = _list_table(len(items), columns, rows)
     out.print(table)
+    if hidden:
+        out.print(f"[dim]({' and '.join(hidden)} hidden to fit; see --json or show NAME)[/]")
+
+
+def _list_table(count: int, columns: list[str], rows: list[dict[str, str]]) -> Table:
+    table = Table(title=f"{count} feature(s)", title_justify="left")
+    for column in columns:
+        table.add_column(
+            column, no_wrap=column != "upstream", justify="right" if column == "used" else "left"
+        )
+    for row in rows:
+        table.add_row(*(row[column] for column in columns))
+    return table
+
+
+def _width(table: Table) -> int:
+    return table.__rich_measure__(out, out.options).maximum
 
 
 @app.command()

@@ -22,7 +22,7 @@ from featurestore_dagster.errors import UsageError
 
 usage_app = typer.Typer(
     name="usage",
-    help="Record and read which models use which features (SPEC section 5).",
+    help="Record and read which models use which features.",
     no_args_is_help=True,
 )
 app.add_typer(usage_app, name="usage")
@@ -212,7 +212,7 @@ def record(
     ] = None,
     correlation: Annotated[
         list[str] | None,
-        typer.Option("--correlation", "-c", help="NAME=CORRELATION within [-1, 1]; repeatable."),
+        typer.Option("--correlation", "-c", help=r"NAME=CORRELATION within \[-1, 1]; repeatable."),
     ] = None,
     feature_version: Annotated[
         list[str] | None,

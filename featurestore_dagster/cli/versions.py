@@ -29,7 +29,7 @@ WindowOption = Annotated[
     typer.Option(
         "--window-days",
         min=1,
-        help="Impact window for production usage [pyproject impact_window_days, default 90].",
+        help=r"Impact window for production usage \[pyproject impact_window_days, default 90].",
     ),
 ]
 ChangelogOption = Annotated[str | None, typer.Option("-m", "--message", help="Changelog text.")]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import StrEnum
 
 from featurestore_dagster.definitions.graph import FeatureGraph
-from featurestore_dagster.definitions.models import FeatureDefinition
+from featurestore_dagster.definitions.models import FeatureDefinition, FeatureStatus, FeatureType
+from featurestore_dagster.errors import InvalidArgumentError
 
 
 def filter_definitions(
@@ -18,7 +20,13 @@ def filter_definitions(
     skip: int = 0,
     limit: int | None = 100,
 ) -> list[FeatureDefinition]:
-    """Definitions matching every given filter (a feature must carry all ``tags``), by name."""
+    """Definitions matching every given filter (a feature must carry all ``tags``), by name.
+
+    Raises:
+        InvalidArgumentError: a ``feature_type`` or ``status`` that no feature can have.
+    """
+    _require_member("feature_type", feature_type, FeatureType)
+    _require_member("status", status, FeatureStatus)
     wanted_tags = set(tags or [])
     items = sorted(graph, key=lambda d: d.feature_name)
     matches = [
@@ -31,3 +39,9 @@ def filter_definitions(
     ]
     end = None if limit is None else skip + limit
     return matches[skip:end]
+
+
+def _require_member(name: str, value: str | None, allowed: type[StrEnum]) -> None:
+    if value is not None and value not in {member.value for member in allowed}:
+        choices = ", ".join(member.value for member in allowed)
+        raise InvalidArgumentError(f"unknown {name} '{value}': use one of {choices}")

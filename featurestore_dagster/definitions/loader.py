@@ -259,7 +259,7 @@ def _message(item: dict) -> str:
     message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind == "extra_forbidden":
         close = difflib.get_close_matches(str(item["loc"][-1]), _KNOWN_FIELDS, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "see SPEC section 2 for the fields"
+        hint = f"did you mean '{close[0]}'?" if close else "see the definition fields in the README"
         return f"unknown field ({hint})"
     if kind == "missing":
         return "required field is missing"

@@ -367,8 +367,9 @@ class FeatureDefinition(_Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is not None and not is_valid_cron(value):
-            raise ValueError(f"'{value}' is not a 5-field cron expression")
+        problem = None if value is None else cron_problem(value)
+        if problem:
+            raise ValueError(f"'{value}' is not a valid cron expression: {problem}")
         return value
 
     @field_validator("automation")
@@ -485,26 +486,43 @@ _CRON_NAMES = {
 }
 
 
+_CRON_FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week")
+
+
 def is_valid_cron(expression: str) -> bool:
     """Whether ``expression`` is a standard 5-field cron string (also ``@daily`` and friends)."""
+    return cron_problem(expression) is None
+
+
+def cron_problem(expression: str) -> str | None:
+    """What is wrong with a cron string, in words (None when it is valid).
+
+    Example:
+        >>> cron_problem("0 25 * * 1-5")
+        'hour 25 is out of range (0-23)'
+    """
     text = expression.strip()
     if text in {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"}:
-        return True
+        return None
     fields = text.split()
     if len(fields) != 5:
-        return False
+        return (
+            f"it has {len(fields)} field(s); a cron expression has 5 (minute hour day-of-month"
+            " month day-of-week, e.g. '0 22 * * 1-5')"
+        )
     for index, field in enumerate(fields):
         low, high = _CRON_RANGES[index]
+        what = _CRON_FIELD_NAMES[index]
         for part in field.split(","):
             if not _CRON_FIELD.match(part):
-                return False
+                return f"{what} field '{field}' is not understood"
             base = part.split("/")[0]
             if base in {"*", "?"}:
                 continue
             for bound in base.split("-"):
                 if bound.isdigit():
                     if not low <= int(bound) <= high:
-                        return False
+                        return f"{what} {bound} is out of range ({low}-{high})"
                 elif bound.lower() not in _CRON_NAMES.get(index, {}):
-                    return False
-    return True
+                    return f"{what} '{bound}' is not a number or a known name"
+    return None

@@ -11,7 +11,7 @@ from featurestore_dagster.build.publish import FeatureBuild
 from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import FeatureStatus
-from featurestore_dagster.errors import MaterializationError, UnknownFeatureError
+from featurestore_dagster.errors import ConfigError, MaterializationError, UnknownFeatureError
 
 
 def select_features(graph: FeatureGraph, names: Iterable[str] | None) -> list[str]:
@@ -83,7 +83,7 @@ def run_build(
     step_size = max_features_per_step or MAX_FEATURES_PER_STEP
     assets = build_assets(graph, translator, max_features_per_step=step_size)
     keys = [translator.get_asset_key(graph[n]) for n in selected]
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    instance = dagster_instance()
     try:
         if progress is not None:
             progress.start()
@@ -142,6 +142,28 @@ def _not_run(graph, selected, builds, result, step_size) -> list[FeatureBuild]:
             )
         )
     return skipped
+
+
+def dagster_instance():
+    """The instance of ``DAGSTER_HOME`` (None: an ephemeral one, when it is not set).
+
+    Raises:
+        ConfigError: ``DAGSTER_HOME`` is not an existing absolute folder or its dagster.yaml
+            cannot be used (one message instead of Dagster's traceback).
+    """
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return None
+    import dagster as dg
+
+    try:
+        return dg.DagsterInstance.get()
+    except Exception as error:  # Dagster raises invariant, YAML and config errors here
+        reason = " ".join(str(error).split())
+        raise ConfigError(
+            f"DAGSTER_HOME={home} cannot be used: {reason} (unset DAGSTER_HOME to build with a"
+            " temporary Dagster instance)"
+        ) from None
 
 
 def _step_failure(result) -> str:

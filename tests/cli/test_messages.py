@@ -1,0 +1,108 @@
+"""Errors told precisely and help a user can read, through the real CLI."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from featurestore_dagster.cli.app import app
+from tests.conftest import REPO_ROOT, base_definition
+
+runner = CliRunner()
+
+
+def run(env, *args):
+    result = runner.invoke(app, list(args), env=env)
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def test_an_hour_out_of_range_says_so(definitions_folder, store_env):
+    definitions_folder.write(base_definition(schedule="0 25 * * 1-5"))
+    result = run(store_env, "plan")
+    assert result.exit_code == 2
+    assert "field 'schedule'" in result.stderr
+    assert "hour 25 is out of range (0-23)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args,phrase",
+    [
+        (
+            ["--feature-type", "bogus"],
+            "unknown feature_type 'bogus': use one of technical_indicator",
+        ),
+        (["--status", "nope"], "unknown status 'nope': use one of draft, active"),
+    ],
+)
+def test_unknown_list_filters_are_exit_2(definitions_folder, store_env, args, phrase):
+    definitions_folder.write(base_definition())
+    result = run(store_env, "list", *args)
+    assert result.exit_code == 2
+    assert phrase in result.stderr
+
+
+@pytest.mark.parametrize("home", ["/nonexistent/dagster/home", "relative/home"])
+def test_a_bad_dagster_home_is_one_message(definitions_folder, store_env, home):
+    definitions_folder.write(base_definition(sources=[], transformation={"code": VALUES}))
+    result = run({**store_env, "DAGSTER_HOME": home}, "materialize")
+    assert result.exit_code == 2
+    assert f"DAGSTER_HOME={home} cannot be used" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+VALUES = (
+    "SELECT symbol, CAST(date AS DATE) AS date, close AS close_price FROM (VALUES"
+    " ('a', '2024-01-02', 1.5)) AS t(symbol, date, close)"
+)
+
+
+# --- help and README ----------------------------------------------------------------------------
+
+
+def _commands(command, path=()):
+    yield list(path)
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+@pytest.mark.parametrize(
+    "path", list(_commands(typer.main.get_command(app))), ids=lambda p: " ".join(p) or "top"
+)
+def test_help_is_plain_documentation(path):
+    result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for bad in ("``", "SPEC", "DESIGN"):
+        assert bad not in result.output, result.output
+
+
+def test_env_hints_survive_in_help():
+    output = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    assert "Definitions folder [env FEATURESTORE_DEFINITIONS]." in output
+    assert "Registry URL [env FEATURESTORE_REGISTRY_URL]." in output
+
+
+def test_the_readme_points_only_at_what_the_repository_holds():
+    text = (REPO_ROOT / "README.md").read_text()
+    assert "SPEC" not in text and "DESIGN" not in text
+    assert not re.search(r"(?<!`)``(?!`)", text)  # RST literals; code fences are fine
+
+
+# --- output without a terminal ------------------------------------------------------------------
+
+
+def test_list_never_cuts_names(definitions_folder, store_env):
+    long_name = "stock_relative_strength_versus_sector_median_260d"
+    definitions_folder.write(
+        base_definition(
+            feature_name=long_name,
+            transformation={"code": f"SELECT symbol, date, close AS {long_name} FROM raw.prices"},
+        )
+    )
+    result = run({**store_env, "COLUMNS": "80"}, "list")
+    assert result.exit_code == 0
+    assert long_name in result.stdout
+    assert not result.stdout.startswith("\n")
