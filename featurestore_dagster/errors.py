@@ -119,3 +119,7 @@ class ConfigError(FeatureStoreError):
 
 class InvalidArgumentError(FeatureStoreError):
     """An argument outside its allowed values (``list --feature-type bogus``)."""
+
+
+class UnregisteredBuildError(FeatureStoreError):
+    """A registered-only build asked to build a definition that is not a registered version."""

@@ -56,6 +56,7 @@ from featurestore_dagster.versioning.plan import (
     RegisteredFeature,
     build_plan,
     bump_version,
+    dev_version,
     is_at_least,
     parse_version,
     plan_feature,
@@ -86,17 +87,27 @@ def default_user() -> str | None:
 
 
 def code_versions(
-    graph: FeatureGraph, registry: Registry, *, settings: Settings | None = None
+    graph: FeatureGraph, registry: Registry | None, *, settings: Settings | None = None
 ) -> dict[str, str]:
-    """Feature -> code version: the earliest registered version whose data fingerprint is
-    the current definition's. A metadata-only version keeps the code version (nothing goes
-    stale); a rollback returns the old one. Features missing here use their declared version.
+    """Feature -> code version, for every feature of ``graph``.
+
+    A feature whose data fingerprint is registered gets the earliest registered version with
+    that fingerprint: a metadata-only version keeps the code version (nothing goes stale) and a
+    rollback returns the old one. Any other definition is built as what it is,
+    ``<declared>+dev.<8 hex of its data fingerprint>`` (see ``dev_version``), never under a
+    registered label. ``registry`` None: nothing is registered (no registry yet).
     ``settings`` locates the normalized-SQL cache.
     """
+    registered_state = registry.registered_state() if registry is not None else {}
     with normalization_cache(normalization_cache_path(settings) if settings else None):
-        plan = build_plan(graph, registry.registered_state())
-    fingerprints = {f.feature_name: f.data_fingerprint for f in plan.features}
-    return registry.code_versions({k: v for k, v in fingerprints.items() if v})
+        plan = build_plan(graph, registered_state)
+    fingerprints = {f.feature_name: f.data_fingerprint for f in plan.features if f.data_fingerprint}
+    found = registry.code_versions(fingerprints) if registry is not None else {}
+    return {
+        name: found.get(name) or dev_version(graph[name].version, fingerprint)
+        for name, fingerprint in fingerprints.items()
+        if name in graph
+    }
 
 
 def normalization_cache_path(settings: Settings) -> Path:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from featurestore_dagster.cli.app import (
@@ -26,14 +27,42 @@ def materialize(
     names: Annotated[
         list[str] | None, typer.Argument(help="Features to build (default: all).")
     ] = None,
+    registered_only: Annotated[
+        bool,
+        typer.Option(
+            "--registered-only",
+            help="Refuse (exit 2) to build any definition that is not a registered version.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Build the selected features and their upstream through Dagster into DuckDB."""
+    """Build the selected features and their upstream through Dagster into DuckDB.
+
+    A definition that is not a registered version is built as VERSION+dev.FINGERPRINT, with a
+    warning; --registered-only refuses it instead.
+    """
     config = settings()
     graph = load_graph(config)
-    from featurestore_dagster.orchestration.runner import run_build
+    from featurestore_dagster.orchestration.definitions import (
+        refuse_unregistered,
+        unregistered_builds,
+    )
+    from featurestore_dagster.orchestration.runner import run_build, select_features
+    from featurestore_dagster.registry import Registry
+    from featurestore_dagster.store import code_versions
 
-    builds = run_build(graph, config, names or None, console=None if json_output else err)
+    versions = code_versions(graph, Registry(config.registry_url), settings=config)
+    selected = select_features(graph, names or None)
+    if registered_only:
+        refuse_unregistered(graph, selected, lambda d: versions[d.feature_name])
+    builds = run_build(
+        graph,
+        config,
+        names or None,
+        console=None if json_output else err,
+        code_versions=versions,
+    )
+    warn_unregistered(unregistered_builds(graph, selected, lambda d: versions[d.feature_name]))
     if json_output:
         print_json([build_json(b) for b in builds])
     else:
@@ -84,6 +113,19 @@ def check(
             out.print(f"[bold green]check passed:[/] {len(builds)} feature(s) built and checked")
     if failed or unregistered:
         raise typer.Exit(1)
+
+
+def warn_unregistered(unregistered: list[tuple[str, str]]) -> None:
+    if not unregistered:
+        return
+    shown = ", ".join(f"{name} ({version})" for name, version in unregistered[:10])
+    more = f" and {len(unregistered) - 10} more" if len(unregistered) > 10 else ""
+    err.print(
+        f"[yellow]warning:[/] built {len(unregistered)} definition(s) that are not registered"
+        f" versions: {escape(shown)}{more}; run `featurestore plan` and `featurestore apply` to"
+        " register them",
+        markup=True,
+    )
 
 
 def build_json(build) -> dict[str, Any]:

@@ -10,7 +10,6 @@ steps, Dagster's own step dependencies do.
 
 import contextlib
 import gc
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,13 +28,18 @@ from featurestore_dagster.build.sandbox import file_source_access, lock_down
 from featurestore_dagster.build.transformations import ensure_importable_root, import_transformation
 from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.errors import UnregisteredBuildError
 from featurestore_dagster.orchestration.automation import automation_sensor
+from featurestore_dagster.orchestration.naming import describe_cron, schedule_names
 from featurestore_dagster.orchestration.steps import MAX_FEATURES_PER_STEP, BuildStep, plan_steps
 from featurestore_dagster.orchestration.translator import FeatureTranslator, build_specs
 from featurestore_dagster.registry import Registry
 from featurestore_dagster.registry.materializations import MaterializationRecorder
+from featurestore_dagster.versioning.plan import is_dev_version
 
 RESOURCE_KEY = "featurestore"
+# Runs tagged with it refuse unregistered definitions (scheduled runs are).
+REGISTERED_ONLY_TAG = "featurestore/registered_only"
 
 # A step that rejects one feature still fails (the run fails, as with any failed blocking
 # check), but the steps that depend only on what it did publish (the user's model assets on
@@ -130,6 +134,11 @@ def _step_asset(
         resource: FeatureStoreResource = getattr(context.resources, RESOURCE_KEY)
         selected = [names_by_key[k] for k in context.selected_asset_keys]
         selected_checks = set(context.selected_asset_check_keys)
+        if context.run.tags.get(REGISTERED_ONLY_TAG) == "true":
+            try:
+                refuse_unregistered(graph, selected, translator.get_code_version)
+            except UnregisteredBuildError as error:
+                raise dg.Failure(description=str(error), allow_retries=False) from None
         failures: list[str] = []
         recorder = MaterializationRecorder(
             resource.settings.registry_url, context.run.run_id, translator.get_code_version, graph
@@ -148,6 +157,7 @@ def _step_asset(
                 ],
             )
             for build in builder.build_all(selected, on_start=resource.on_start):
+                _label_unregistered(build, translator.get_code_version(graph[build.feature_name]))
                 for hook in resource.on_result:
                     hook(build)
                 if resource.record_materializations:
@@ -168,6 +178,30 @@ def _step_asset(
     return build_features
 
 
+def refuse_unregistered(graph: FeatureGraph, names, code_version: Callable) -> None:
+    """Stop a registered-only run (schedules, ``materialize --registered-only``) before it
+    builds a definition that is not a registered version."""
+    unregistered = unregistered_builds(graph, names, code_version)
+    if unregistered:
+        raise UnregisteredBuildError(
+            "refusing to build definitions that are not registered versions: "
+            + ", ".join(f"{name} ({version})" for name, version in unregistered)
+            + "; run `featurestore plan` and `featurestore apply` first"
+        )
+
+
+def unregistered_builds(graph: FeatureGraph, names, code_version: Callable) -> list[tuple]:
+    """``(feature, dev version)`` of each of ``names`` that would build unregistered."""
+    versions = ((name, code_version(graph[name])) for name in names)
+    return [(name, version) for name, version in versions if is_dev_version(version)]
+
+
+def _label_unregistered(build: FeatureBuild, code_version: str) -> None:
+    # Data that no registered version describes carries its dev version, never the declared one.
+    if is_dev_version(code_version):
+        build.version = code_version
+
+
 def _events(context, key: dg.AssetKey, build: FeatureBuild, selected_checks):
     log = context.log
     if build.status == BuildStatus.SKIPPED:
@@ -176,6 +210,18 @@ def _events(context, key: dg.AssetKey, build: FeatureBuild, selected_checks):
     if build.status == BuildStatus.FAILED:
         log.error(f"{build.feature_name}: build failed: {build.error}")
         return
+    if build.status == BuildStatus.REJECTED:
+        names = ", ".join(c.name for c in build.failed_blocking)
+        log.error(
+            f"{build.feature_name}: blocking check(s) {names} failed; live table kept,"
+            f" rejected rows in {build.rejected_table}"
+        )
+    else:
+        for outcome in build.checks:
+            if not outcome.passed:
+                log.warning(f"{build.feature_name}: non-blocking check {outcome.name} failed")
+        # The materialization first: check results then point at the data they audited.
+        yield dg.MaterializeResult(asset_key=key, metadata=run_metadata(build))
     for outcome in build.checks:
         check_key = dg.AssetCheckKey(key, outcome.name)
         if check_key not in selected_checks:
@@ -190,17 +236,6 @@ def _events(context, key: dg.AssetKey, build: FeatureBuild, selected_checks):
             description=outcome.description,
             metadata=_clean(outcome.metadata),
         )
-    if build.status == BuildStatus.REJECTED:
-        names = ", ".join(c.name for c in build.failed_blocking)
-        log.error(
-            f"{build.feature_name}: blocking check(s) {names} failed; live table kept,"
-            f" rejected rows in {build.rejected_table}"
-        )
-        return
-    for outcome in build.checks:
-        if not outcome.passed:
-            log.warning(f"{build.feature_name}: non-blocking check {outcome.name} failed")
-    yield dg.MaterializeResult(asset_key=key, metadata=run_metadata(build))
 
 
 def run_metadata(build: FeatureBuild) -> dict[str, object]:
@@ -257,28 +292,31 @@ def build_schedules(
         ):
             by_cron.setdefault(definition.schedule, []).append(definition.feature_name)
     schedules, jobs = [], []
+    slugs = schedule_names(list(by_cron))  # for people: "weekdays_at_22_00", not a hash
     for cron in sorted(by_cron):
         names = [
             n
             for n in graph.with_downstream(by_cron[cron])
             if graph[n].status not in (FeatureStatus.DRAFT, FeatureStatus.ARCHIVED)
         ]
-        digest = hashlib.sha1(cron.encode()).hexdigest()[:8]
+        when = describe_cron(cron)
         job = dg.define_asset_job(
-            name=f"rebuild_{digest}",
+            name=f"rebuild_{slugs[cron]}",
             selection=dg.AssetSelection.assets(
                 *[translator.get_asset_key(graph[n]) for n in names]
             ),
-            description=f"Rebuild '{cron}' features and their downstream: {', '.join(names)}",
+            description=f"Rebuild {when} (cron '{cron}'): {', '.join(names)}",
+            tags={REGISTERED_ONLY_TAG: "true"},
         )
         jobs.append(job)
         schedules.append(
             dg.ScheduleDefinition(
-                name=f"rebuild_{digest}_schedule",
+                name=slugs[cron],
                 job=job,
                 cron_schedule=cron,
                 default_status=dg.DefaultScheduleStatus.RUNNING,
-                description=f"Cron '{cron}': {', '.join(sorted(by_cron[cron]))} and downstream",
+                description=f"{when} (cron '{cron}'): {', '.join(sorted(by_cron[cron]))}"
+                " and downstream; unregistered definitions are refused",
             )
         )
     return schedules, jobs
@@ -340,8 +378,10 @@ def code_location(settings: Settings | None = None) -> dg.Definitions:
         graph = FeatureGraph.from_settings(settings)
     from featurestore_dagster.usage.api import registry_usage_metadata
 
+    versions, history = registry_facts(graph, settings)
     translator = FeatureTranslator(
-        code_versions=history_code_versions(graph, settings),
+        code_versions=versions,
+        history=history,
         # Usage counts, top models, last use; {} (no extra metadata) while there is no usage.
         usage=registry_usage_metadata(settings.registry_url),
     )
@@ -353,19 +393,25 @@ def code_location(settings: Settings | None = None) -> dg.Definitions:
     return definitions
 
 
-def history_code_versions(graph: FeatureGraph, settings: Settings) -> dict[str, str]:
-    """Code versions from the registry's history; the declared versions when the registry
-    cannot be read (the UI still loads, with a warning)."""
+def registry_facts(
+    graph: FeatureGraph, settings: Settings
+) -> tuple[dict[str, str], dict[str, list[dict]]]:
+    """Code versions and each feature's registered versions, from the registry's history.
+
+    Loading the UI never creates a registry: without one (or when it cannot be read, with a
+    warning) every feature is an unregistered build and has no history.
+    """
     from featurestore_dagster.errors import RegistryError
     from featurestore_dagster.registry.engine import sqlite_file_missing
     from featurestore_dagster.store import code_versions
 
-    if sqlite_file_missing(settings.registry_url):  # loading the UI never creates a registry
-        return {}
+    if sqlite_file_missing(settings.registry_url):
+        return code_versions(graph, None, settings=settings), {}
     try:
-        return code_versions(graph, Registry(settings.registry_url), settings=settings)
+        registry = Registry(settings.registry_url)
+        return code_versions(graph, registry, settings=settings), registry.version_history()
     except RegistryError as error:
         logging.getLogger("featurestore").warning(
-            "code versions fall back to declared versions: %s", error
+            "registry unreadable, every feature is shown as an unregistered build: %s", error
         )
-        return {}
+        return code_versions(graph, None, settings=settings), {}

@@ -17,6 +17,7 @@ import dagster as dg
 from featurestore_dagster.build.checks import CheckSpecInfo, check_specs
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import EMAIL_PATTERN, DataType, FeatureDefinition
+from featurestore_dagster.versioning.plan import is_dev_version
 
 DUCKDB_TYPES = {
     DataType.FLOAT: "DOUBLE",
@@ -46,15 +47,19 @@ class FeatureTranslator:
         code_versions: feature name -> code version (from the registry's history); features
             missing from it use their declared version.
         usage: feature name -> metadata about models using it, shown in the UI.
+        history: feature name -> its registered versions, newest first (``version``,
+            ``change_category``, ``changelog``, ``created_at``, ...), shown in the UI.
     """
 
     def __init__(
         self,
         code_versions: Mapping[str, str] | None = None,
         usage: Mapping[str, Mapping[str, object]] | None = None,
+        history: Mapping[str, list[Mapping[str, object]]] | None = None,
     ):
         self.code_versions = dict(code_versions or {})
         self.usage = dict(usage or {})
+        self.history = dict(history or {})
 
     # --- getters ------------------------------------------------------------------------------
 
@@ -155,6 +160,40 @@ class FeatureTranslator:
             metadata["lookahead_reasons"] = "; ".join(reasons)
         for key, value in self.usage.get(definition.feature_name, {}).items():
             metadata[key] = value
+        metadata.update(self.get_version_metadata(definition))
+        return metadata
+
+    def get_version_metadata(self, definition: FeatureDefinition) -> dict[str, object]:
+        """Which registered version the code version is, and the registered versions with
+        their changelogs (newest first)."""
+        code = self.get_code_version(definition)
+        history = self.history.get(definition.feature_name, [])
+        if is_dev_version(code):
+            about = (
+                f"unregistered build of the declared {definition.version}: no registered"
+                " version has this data; run `featurestore plan` and `featurestore apply`"
+            )
+        elif code == definition.version:
+            about = f"registered version {code}"
+        else:
+            about = (
+                f"registered version {code}: the declared {definition.version} builds the same"
+                " data (its changes are metadata only)"
+            )
+        metadata: dict[str, object] = {"code_version_is": about}
+        if history:
+            lines = ["| version | change | date | changelog |", "|---|---|---|---|"]
+            for item in history:
+                mark = " (rolled back)" if item.get("is_rolled_back") else ""
+                created = item.get("created_at")
+                date = created.strftime("%Y-%m-%d") if hasattr(created, "strftime") else ""
+                changelog = str(item.get("changelog") or "").replace("|", "\\|")
+                changelog = " ".join(changelog.split())
+                lines.append(
+                    f"| {item['version']}{mark} | {item.get('change_category') or ''} | {date}"
+                    f" | {changelog} |"
+                )
+            metadata["registered_versions"] = dg.MetadataValue.md("\n".join(lines))
         return metadata
 
     def get_deps(self, definition: FeatureDefinition, graph: FeatureGraph) -> list[dg.AssetKey]:

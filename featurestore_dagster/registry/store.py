@@ -200,6 +200,29 @@ class Registry:
         items = [_version(row) for row in rows]
         return sorted(items, key=lambda v: version_key(v.version), reverse=True)
 
+    def version_history(self, *, limit: int = 10) -> dict[str, list[dict[str, Any]]]:
+        """Every feature's latest ``limit`` registered versions (newest first), without the
+        snapshots, in one query: what the Dagster UI shows beside each asset."""
+        query = select(
+            VERSIONS.c.feature_name,
+            VERSIONS.c.version,
+            VERSIONS.c.change_category,
+            VERSIONS.c.changelog,
+            VERSIONS.c.breaking_changes,
+            VERSIONS.c.created_by,
+            VERSIONS.c.created_at,
+            VERSIONS.c.is_rolled_back,
+        )
+        history: dict[str, list[dict[str, Any]]] = {}
+        for row in self._select_in(query, VERSIONS.c.feature_name, None):
+            item = dict(row._mapping)
+            item["created_at"] = as_utc(item["created_at"])
+            history.setdefault(row.feature_name, []).append(item)
+        for name, items in history.items():
+            items.sort(key=lambda v: version_key(v["version"]), reverse=True)
+            history[name] = items[:limit]
+        return history
+
     def code_versions(self, data_fingerprints: Mapping[str, str]) -> dict[str, str]:
         """Feature name -> earliest registered version with the given data fingerprint.
 

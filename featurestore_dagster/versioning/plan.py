@@ -95,6 +95,26 @@ def bump_version(version: str, level: str) -> str:
     return str(getattr(parsed, f"bump_{level}")())
 
 
+DEV_MARK = "+dev."
+
+
+def dev_version(declared: str, data_fingerprint: str) -> str:
+    """The version an unregistered definition is built as: its declared version plus the
+    first 8 hex digits of its data fingerprint as semver build metadata.
+
+    Example:
+        >>> dev_version("1.2.0", "3fa9c2d17e...")
+        '1.2.0+dev.3fa9c2d1'
+    """
+    base = str(parse_version(declared).replace(build=None))
+    return f"{base}{DEV_MARK}{data_fingerprint[:8]}"
+
+
+def is_dev_version(version: str | None) -> bool:
+    """Whether ``version`` is a ``dev_version`` (not a registered version)."""
+    return bool(version) and DEV_MARK in version
+
+
 def minimum_version(registered: str, category: ChangeCategory) -> str:
     """Smallest version a change of ``category`` may take above ``registered``."""
     return bump_version(registered, category.bump or "patch")
