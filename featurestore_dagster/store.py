@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from featurestore_dagster.config import Settings
+from featurestore_dagster.definitions.binder import bind_definitions
 from featurestore_dagster.definitions.cache import LoadCache
 from featurestore_dagster.definitions.catalog import filter_definitions
 from featurestore_dagster.definitions.fingerprint import normalization_cache
@@ -39,6 +40,7 @@ from featurestore_dagster.models import FeatureInfo, FeatureVersion, Materializa
 from featurestore_dagster.registry import Registration, Registry
 from featurestore_dagster.usage.api import UsageAPI
 from featurestore_dagster.versioning.changes import DefinitionChanges, impact_window_days
+from featurestore_dagster.versioning.code_versions import code_versions, normalization_cache_path
 from featurestore_dagster.versioning.editing import (
     DefinitionFile,
     definitions_lock,
@@ -56,7 +58,6 @@ from featurestore_dagster.versioning.plan import (
     RegisteredFeature,
     build_plan,
     bump_version,
-    dev_version,
     is_at_least,
     parse_version,
     plan_feature,
@@ -84,35 +85,6 @@ def default_user() -> str | None:
         return os.environ.get(ENV_USER) or getpass.getuser()
     except (KeyError, OSError):
         return None
-
-
-def code_versions(
-    graph: FeatureGraph, registry: Registry | None, *, settings: Settings | None = None
-) -> dict[str, str]:
-    """Feature -> code version, for every feature of ``graph``.
-
-    A feature whose data fingerprint is registered gets the earliest registered version with
-    that fingerprint: a metadata-only version keeps the code version (nothing goes stale) and a
-    rollback returns the old one. Any other definition is built as what it is,
-    ``<declared>+dev.<8 hex of its data fingerprint>`` (see ``dev_version``), never under a
-    registered label. ``registry`` None: nothing is registered (no registry yet).
-    ``settings`` locates the normalized-SQL cache.
-    """
-    registered_state = registry.registered_state() if registry is not None else {}
-    with normalization_cache(normalization_cache_path(settings) if settings else None):
-        plan = build_plan(graph, registered_state)
-    fingerprints = {f.feature_name: f.data_fingerprint for f in plan.features if f.data_fingerprint}
-    found = registry.code_versions(fingerprints) if registry is not None else {}
-    return {
-        name: found.get(name) or dev_version(graph[name].version, fingerprint)
-        for name, fingerprint in fingerprints.items()
-        if name in graph
-    }
-
-
-def normalization_cache_path(settings: Settings) -> Path:
-    """Normalized SQL of the fingerprints, cached beside the SQL-reference cache."""
-    return settings.cache_path.parent / "sql_normalized.json"
 
 
 class FeatureStore(DefinitionChanges, UsageAPI):
@@ -214,14 +186,18 @@ class FeatureStore(DefinitionChanges, UsageAPI):
 
     # --- plan / apply / bump ------------------------------------------------------------------
 
-    def plan(self, *, window_days: int | None = None) -> Plan:
-        """Compare every definition with the registry.
+    def plan(self, *, window_days: int | None = None, bind: bool = True) -> Plan:
+        """Compare every definition with the registry; ``bind`` first binds every SQL
+        transformation against its inputs' schemas without running it.
 
         Raises:
             ConfigError: the definitions folder is missing, or empty while the registry holds
                 live features (see ``require_definitions``).
+            DefinitionError: SQL that does not bind (file, feature, field and both names).
         """
         require_definitions(self.settings)
+        if bind and (issues := bind_definitions(self.graph, self.settings)):
+            raise DefinitionError(issues)
         window = window_days if window_days is not None else impact_window_days(self.settings)
         registry = self.registry
         graph = self.graph

@@ -1,0 +1,209 @@
+"""Binding SQL transformations without running them.
+
+DuckDB describes a query over empty tables of the right types: each SQL feature is bound, in
+build order, against the output schema of its upstream features (as bound here, or the live
+table of a python feature) and the actual schema of its table sources. A misnamed output
+column, an unknown input column or a wrong output type is then a definition error naming the
+file, the feature, the field and both names, before anything is built.
+
+A feature whose inputs are not all known (a source table not loaded yet, a file source, a
+python upstream that was never built) is not bound, and neither is what depends on it: binding
+only ever reports what is certainly wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import duckdb
+
+from featurestore_dagster.build.transformations import render_sql
+from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.models import (
+    DataType,
+    FeatureDefinition,
+    TransformationType,
+)
+from featurestore_dagster.definitions.sql import SqlError, quote_identifier, quote_table
+from featurestore_dagster.errors import DefinitionIssue
+
+Schema = list[tuple[str, str]]  # (column, DuckDB type), in order
+
+_INTEGER = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT"}
+_INTEGER |= {"UINTEGER", "UBIGINT", "UHUGEINT"}
+_ACCEPTED = {
+    DataType.FLOAT: lambda t: t in {"FLOAT", "DOUBLE", "REAL"} or t.startswith("DECIMAL"),
+    DataType.INTEGER: lambda t: t in _INTEGER,
+    DataType.STRING: lambda t: t == "VARCHAR",
+    DataType.BOOLEAN: lambda t: t == "BOOLEAN",
+    DataType.TIMESTAMP: lambda t: t.startswith("TIMESTAMP") or t == "DATE",
+}
+_WORDS = {
+    DataType.FLOAT: "a floating or decimal type",
+    DataType.INTEGER: "an integer type",
+    DataType.STRING: "VARCHAR",
+    DataType.BOOLEAN: "BOOLEAN",
+    DataType.TIMESTAMP: "TIMESTAMP or DATE",
+}
+_UNKNOWN_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
+_CANDIDATES = re.compile(r"Candidate bindings: (.*)")
+
+
+def table_schemas(conn: duckdb.DuckDBPyConnection) -> dict[str, Schema]:
+    """Every table the connection sees, ``schema.table`` (lower case) -> its columns."""
+    rows = conn.execute(
+        "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns"
+        " WHERE table_catalog = current_database() ORDER BY table_schema, table_name,"
+        " ordinal_position"
+    ).fetchall()
+    schemas: dict[str, Schema] = {}
+    for schema, table, column, kind in rows:
+        schemas.setdefault(f"{schema}.{table}".lower(), []).append((column, kind))
+    return schemas
+
+
+def bind_graph(graph: FeatureGraph, tables: Mapping[str, Schema]) -> list[DefinitionIssue]:
+    """Bind every compiled SQL feature of ``graph``; the problems found, in build order.
+
+    Args:
+        graph: the validated definitions.
+        tables: ``schema.table`` (lower case) -> columns of the tables that exist now (the
+            sources; the live feature tables stand in for python features).
+    """
+    conn = duckdb.connect()
+    try:
+        return _Binder(conn, graph, tables).run()
+    finally:
+        conn.close()
+
+
+class _Binder:
+    def __init__(self, conn, graph: FeatureGraph, tables: Mapping[str, Schema]):
+        self.conn = conn
+        self.graph = graph
+        self.tables = tables
+        self.bound: dict[str, Schema | None] = {}  # feature -> output schema (None: unknown)
+        self.created: set[str] = set()
+        self.schemas: set[str] = set()
+
+    def run(self) -> list[DefinitionIssue]:
+        issues: list[DefinitionIssue] = []
+        for definition in self.graph.compiled:
+            schema, found = self._bind(definition)
+            self.bound[definition.feature_name] = schema
+            issues.extend(found)
+        return issues
+
+    def _bind(self, d: FeatureDefinition) -> tuple[Schema | None, list[DefinitionIssue]]:
+        live = self.tables.get(d.table_name.lower())
+        if d.transformation.transformation_type != TransformationType.SQL or d.file_sources:
+            return live, []
+        inputs: dict[str, Schema] = {}
+        for parent in d.upstream_features:
+            schema = self.bound.get(parent)
+            if schema is None:
+                return None, []
+            inputs[self.graph[parent].table_name] = schema
+        for source in d.table_sources:
+            schema = self.tables.get(source.lower())
+            if schema is None:
+                return None, []
+            inputs[source] = schema
+        try:
+            sql = render_sql(d)
+        except SqlError:
+            return None, []  # the graph already reported it
+        for table, schema in inputs.items():
+            self._create(table, schema)
+        try:
+            rows = self.conn.execute(f"DESCRIBE {sql}").fetchall()
+        except duckdb.Error as error:
+            return None, [self._input_issue(d, error, inputs)]
+        output = [(row[0], row[1]) for row in rows]
+        issues = self._output_issues(d, output)
+        return (None if issues else output), issues
+
+    def _create(self, table: str, schema: Schema) -> None:
+        if table.lower() in self.created:
+            return
+        namespace = table.split(".")[0]
+        if namespace not in self.schemas:
+            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(namespace)}")
+            self.schemas.add(namespace)
+        columns = ", ".join(f"{quote_identifier(c)} {kind}" for c, kind in schema)
+        self.conn.execute(f"CREATE TABLE {quote_table(table)} ({columns})")
+        self.created.add(table.lower())
+
+    def _input_issue(self, d: FeatureDefinition, error: duckdb.Error, inputs) -> DefinitionIssue:
+        text = str(error)
+        first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        unknown = _UNKNOWN_COLUMN.search(text)
+        if unknown:
+            column = unknown.group(1)
+            described = "; ".join(
+                f"{table}: {', '.join(c for c, _ in schema)}" for table, schema in inputs.items()
+            )
+            message = f"SQL reads column '{column}', which none of its inputs has ({described})"
+            candidates = _CANDIDATES.search(text)
+            if candidates:
+                names = [
+                    n.strip().strip('"').split(".")[-1] for n in candidates.group(1).split(",")
+                ]
+                message += f"; did you mean '{names[0]}'?"
+            return _issue(d, "transformation.code", message)
+        reason = first.removeprefix("Binder Error: ")
+        return _issue(
+            d, "transformation.code", f"SQL does not bind against the declared inputs: {reason}"
+        )
+
+    def _output_issues(self, d: FeatureDefinition, output: Schema) -> list[DefinitionIssue]:
+        expected = [*d.entity_columns, d.timestamp_column, d.feature_name]
+        found = [c for c, _ in output]
+        lower_found = {c.lower() for c in found}
+        lower_expected = {c.lower() for c in expected}
+        missing = [c for c in expected if c.lower() not in lower_found]
+        extra = [c for c in found if c.lower() not in lower_expected]
+        if missing or extra or len(found) != len(expected):
+            columns = f"expected columns {', '.join(expected)}; found {', '.join(found)}"
+            if len(missing) == 1 and len(extra) == 1:
+                message = f"output column '{extra[0]}' should be named '{missing[0]}' ({columns})"
+            else:
+                message = f"the SQL's output does not match the definition ({columns})"
+            return [_issue(d, "transformation.code", message)]
+        kind = next(t for c, t in output if c.lower() == d.feature_name.lower())
+        if not _ACCEPTED[d.data_type](kind.upper()):
+            return [
+                _issue(
+                    d,
+                    "data_type",
+                    f"output column '{d.feature_name}' is {kind}, but data_type is"
+                    f" {d.data_type.value} ({_WORDS[d.data_type]}); cast it in the SQL or change"
+                    " data_type",
+                )
+            ]
+        return []
+
+
+def _issue(d: FeatureDefinition, field: str, message: str) -> DefinitionIssue:
+    return DefinitionIssue(message, file=d.path, feature=d.feature_name, field=field)
+
+
+def bind_definitions(graph: FeatureGraph, settings) -> list[DefinitionIssue]:
+    """``bind_graph`` against the tables of the configured store, opened read-only (none when
+    it does not exist yet or cannot be opened now: then only SQL over upstream features and
+    inline data is bound)."""
+    from featurestore_dagster.build.publish import open_duckdb
+
+    tables: dict[str, Schema] = {}
+    if settings.duckdb_path.exists():
+        try:
+            conn = open_duckdb(settings.duckdb_path, read_only=True)
+        except duckdb.Error:
+            conn = None  # a build holds the file: bind what needs no source
+        if conn is not None:
+            try:
+                tables = table_schemas(conn)
+            finally:
+                conn.close()
+    return bind_graph(graph, tables)
