@@ -52,8 +52,13 @@ class Settings:
         registry_url: str | None = None,
         duckdb_path: str | Path | None = None,
         start: Path | None = None,
+        require_project: bool = True,
     ) -> Settings:
         """Resolve settings from arguments, environment, pyproject.toml and defaults.
+
+        ``require_project=False`` (a Dagster component or resource inside a project that has
+        no feature definitions yet) roots the settings at the nearest ``pyproject.toml``, or
+        at ``start``, instead of refusing.
 
         Raises:
             ProjectNotFoundError: no project root above ``start`` (the working directory) and
@@ -67,6 +72,11 @@ class Settings:
         elif explicit:
             # An explicit folder outside any project: its state lives beside that folder.
             root, table = _under(start, explicit).resolve().parent, {}
+        elif not require_project:
+            root = next(
+                (f for f in [start, *start.parents] if (f / "pyproject.toml").is_file()), start
+            )
+            table = {}
         else:
             raise ProjectNotFoundError(
                 f"not inside a featurestore project: neither {start} nor any folder above it has"

@@ -66,7 +66,7 @@ def materialize(
     if json_output:
         print_json([build_json(b) for b in builds])
     else:
-        render_builds(builds, config)
+        render_builds(builds, config, graph)
     if any(not b.ok for b in builds):
         raise typer.Exit(1)
 
@@ -74,19 +74,34 @@ def materialize(
 @app.command()
 @handle_errors
 def check(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Features to check (default: all).")
+    ] = None,
+    no_build: Annotated[
+        bool,
+        typer.Option("--no-build", help="Audit the live tables as they are instead of building."),
+    ] = False,
     junit_xml: Annotated[
         Path | None, typer.Option("--junit-xml", help="Write a JUnit XML report here.")
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Deployment gate: definitions load, every feature builds and every blocking check passes."""
+    """Deployment gate: definitions load, every feature builds and every blocking check passes.
+
+    With --no-build the live tables are audited as they are (nothing is built or written).
+    """
     config = settings()
     graph = load_graph(config)
     from featurestore_dagster.cli.versions import unregistered_features
-    from featurestore_dagster.orchestration.runner import run_build, write_junit
+    from featurestore_dagster.orchestration.runner import audit_live_tables, run_build, write_junit
 
     unregistered = unregistered_features()
-    builds = run_build(graph, config, None, console=None if json_output else err)
+    if names:
+        unregistered = [u for u in unregistered if u["feature_name"] in set(names)]
+    if no_build:
+        builds = audit_live_tables(graph, config, names or None)
+    else:
+        builds = run_build(graph, config, names or None, console=None if json_output else err)
     if junit_xml:
         write_junit(builds, junit_xml, unregistered)
     failed = [b for b in builds if not b.ok]
@@ -99,18 +114,20 @@ def check(
             }
         )
     else:
-        render_builds(builds, config)
+        render_builds(builds, config, graph, audited=no_build)
         for item in unregistered:
             err.print(
                 f"[red]{item['feature_name']}[/]: not registered ({item['change']}); run"
                 " `featurestore plan` and `featurestore apply`"
             )
         if failed:
-            err.print(f"[bold red]check failed:[/] {len(failed)} feature(s) not published")
+            what = "failed their audit" if no_build else "not published"
+            err.print(f"[bold red]check failed:[/] {len(failed)} feature(s) {what}")
         if unregistered:
             err.print(f"[bold red]check failed:[/] {len(unregistered)} feature(s) not registered")
         if not failed and not unregistered:
-            out.print(f"[bold green]check passed:[/] {len(builds)} feature(s) built and checked")
+            done = "audited" if no_build else "built and checked"
+            out.print(f"[bold green]check passed:[/] {len(builds)} feature(s) {done}")
     if failed or unregistered:
         raise typer.Exit(1)
 
@@ -151,19 +168,26 @@ def build_json(build) -> dict[str, Any]:
     }
 
 
-def render_builds(builds, config) -> None:
-    table = Table(title=f"Materialized into {config.duckdb_path}", title_justify="left")
+def render_builds(builds, config, graph=None, *, audited: bool = False) -> None:
+    """The summary table, then why each feature did not pass (file, feature, each failed
+    check with what it expected and found)."""
+    title = "Audited live tables" if audited else f"Materialized into {config.duckdb_path}"
+    table = Table(title=title, title_justify="left")
     for column in ("feature", "version", "status", "rows", "checks", "time"):
         table.add_column(column, justify="right" if column in {"rows", "time"} else "left")
     colors = {"published": "green", "rejected": "red", "failed": "red", "skipped": "yellow"}
+    labels = {"published": "passed", "rejected": "failed", "failed": "missing"} if audited else {}
     for b in builds:
+        skipped = [c for c in b.checks if c.metadata.get("skipped")]
+        failed = [c for c in b.checks if not c.passed and not c.metadata.get("skipped")]
         checks = f"{b.checks_passed} passed"
-        if b.checks_failed:
-            failed = ", ".join(
-                c.name + ("" if c.blocking else " (warn)") for c in b.checks if not c.passed
-            )
-            checks += f", [red]{b.checks_failed} failed[/]: {failed}"
-        status = f"[{colors[b.status.value]}]{b.status.value}[/]"
+        if failed:
+            names = ", ".join(c.name + ("" if c.blocking else " (warn)") for c in failed)
+            checks += f", [red]{len(failed)} failed[/]: {names}"
+        if skipped:
+            checks += f", [yellow]{len(skipped)} skipped[/]: {', '.join(c.name for c in skipped)}"
+        value = b.status.value
+        status = f"[{colors[value]}]{labels.get(value, value)}[/]"
         table.add_row(
             b.feature_name,
             b.version,
@@ -174,9 +198,32 @@ def render_builds(builds, config) -> None:
         )
     out.print(table)
     for b in builds:
+        where = escape(b.feature_name)
+        definition = (
+            graph[b.feature_name] if graph is not None and b.feature_name in graph else None
+        )
+        if definition is not None and definition.path is not None:
+            where += f" ({escape(str(definition.path))})"
         if b.error:
-            err.print(f"[red]{b.feature_name}[/]: {b.error}")
+            err.print(f"[red]{where}[/]: {escape(b.error)}")
+        for c in b.checks:
+            if c.passed:
+                continue
+            if c.metadata.get("skipped"):
+                reason = c.metadata.get("reason") or "could not run"
+                err.print(f"[yellow]{where}[/]: check {c.name} skipped: {escape(str(reason))}")
+            elif b.status.value == "rejected" or not c.blocking:
+                err.print(f"[red]{where}[/]: check {c.name} failed: {escape(_why(c))}")
         if b.rejected_table:
-            err.print(
-                f"[red]{b.feature_name}[/]: live table kept; rejected rows in {b.rejected_table}"
-            )
+            err.print(f"[red]{where}[/]: live table kept; rejected rows in {b.rejected_table}")
+
+
+def _why(outcome) -> str:
+    """A failed check in words: its problem, or its description, plus expected vs found."""
+    metadata = outcome.metadata
+    text = str(metadata.get("problem") or outcome.description)
+    if "expected_columns" in metadata and "actual_columns" in metadata:
+        found = metadata["actual_columns"]
+        found = ", ".join(found) if isinstance(found, dict | list) else str(found)
+        text += f" (expected columns {', '.join(metadata['expected_columns'])}; found {found})"
+    return text

@@ -288,12 +288,29 @@ def _lifecycle(name: str, operation: str, message: str | None, json_output: bool
         "archive": store.delete_feature,
     }[operation]
     info = method(name, changelog=message)
+    if operation in {"deprecate", "archive"}:
+        warn_production_models(store, name, operation)
     if json_output:
         print_json(_dump(info))
         return
     out.print(
         f"{escape(name)}: {before} -> [bold]{info.status.value}[/] (version {info.current_version})"
     )
+
+
+def warn_production_models(store, name: str, operation: str) -> None:
+    """Say which production models still use a feature that was just deprecated or archived."""
+    from featurestore_dagster.versioning.changes import impact_window_days
+    from featurestore_dagster.versioning.plan import model_names
+
+    window = impact_window_days(store.settings)
+    usage = [u for u in store.registry.production_usage({name}, window_days=window)]
+    if usage:
+        done = {"deprecate": "deprecated", "archive": "archived"}[operation]
+        err.print(
+            f"[yellow]warning:[/] {escape(name)} is {done} but production model(s)"
+            f" {escape(', '.join(model_names(usage)))} used it within the last {window} days"
+        )
 
 
 @app.command()

@@ -438,7 +438,11 @@ class FeatureGraph:
         try:
             references = cache.references(render_sql(d))
         except SqlError as error:
-            return [_issue(d, "transformation.code", str(error))]
+            from featurestore_dagster.definitions.locate import located_sql_message
+
+            return [
+                _issue(d, "transformation.code", located_sql_message(error, d.path, d.feature_name))
+            ]
         issues = []
         if d.lookahead is False and d.lookahead_reasons:
             issues.append(

@@ -59,7 +59,15 @@ _OPTION_NODES = tuple(getattr(exp, n) for n in ("EQ", "PropertyEQ", "Kwarg") if 
 
 class SqlError(ValueError):
     """SQL that cannot be used: it does not parse, is not one SELECT, calls something refused
-    or misses a parameter."""
+    or misses a parameter.
+
+    ``line`` and ``column`` (1-based, counted inside the SQL) say where parsing failed.
+    """
+
+    def __init__(self, message: str, *, line: int | None = None, column: int | None = None):
+        super().__init__(message)
+        self.line = line
+        self.column = column
 
 
 def sql_literal(value: Any) -> str:
@@ -120,7 +128,10 @@ def parse_select(sql: str) -> exp.Expression:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except SqlglotError as error:
         first = str(error).splitlines()[0]
-        raise SqlError(f"SQL does not parse: {first}") from None
+        where = (getattr(error, "errors", None) or [{}])[0]
+        raise SqlError(
+            f"SQL does not parse: {first}", line=where.get("line"), column=where.get("col")
+        ) from None
     except RecursionError:
         raise SqlError(_TOO_DEEP) from None
     if len(statements) != 1:
@@ -142,8 +153,16 @@ def check_one_select(sql: str) -> None:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as error:
-        first = str(error).strip().splitlines()[0]
-        raise SqlError(f"SQL does not parse: {first}") from None
+        text = str(error).strip()
+        line, column = _duckdb_position(text)
+        if line is None:  # "at end of input": sqlglot knows where it stopped
+            try:
+                parse_select(sql)
+            except SqlError as located:
+                if located.line is not None:
+                    raise located from None
+        first = text.splitlines()[0]
+        raise SqlError(f"SQL does not parse: {first}", line=line, column=column) from None
     except RecursionError:
         raise SqlError(_TOO_DEEP) from None
     if len(statements) != 1:
@@ -154,6 +173,20 @@ def check_one_select(sql: str) -> None:
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
         raise SqlError(f"SQL must be one SELECT statement; {kind.name} is not allowed")
+
+
+_DUCKDB_LINE = re.compile(r"^(LINE (\d+): )(.*)\n( *)\^", re.MULTILINE)
+
+
+def _duckdb_position(text: str) -> tuple[int | None, int | None]:
+    """(line, column) of a DuckDB parser error's ``LINE n:`` excerpt and caret."""
+    match = _DUCKDB_LINE.search(text)
+    if match is None:
+        return None, None
+    column = len(match.group(4)) - len(match.group(1)) + 1
+    return int(match.group(2)), (
+        column if column > 0 and not match.group(3).startswith("...") else None
+    )
 
 
 @dataclass(frozen=True)

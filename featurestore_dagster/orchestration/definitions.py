@@ -18,6 +18,7 @@ from datetime import datetime
 import dagster as dg
 import duckdb
 
+from featurestore_dagster.build.live import audit_live
 from featurestore_dagster.build.publish import (
     BuildStatus,
     FeatureBuild,
@@ -156,6 +157,22 @@ def _step_asset(
                     p for k, p in parent_by_key.items() if in_run is None or k in in_run
                 ],
             )
+            # Checks run on their own (from the UI) audit the live table; nothing is built.
+            audited = _checked_only(context, names_by_key)
+            for build in audit_live(conn, graph, audited, now=resource.now):
+                key = translator.get_asset_key(graph[build.feature_name])
+                if build.error:
+                    context.log.error(f"{build.feature_name}: {build.error}")
+                    for check_key in sorted(
+                        (k for k in selected_checks if k.asset_key == key), key=str
+                    ):
+                        yield dg.AssetCheckResult(
+                            asset_key=key,
+                            check_name=check_key.name,
+                            passed=False,
+                            description=build.error,
+                        )
+                yield from _check_results(key, build, selected_checks)
             for build in builder.build_all(selected, on_start=resource.on_start):
                 _label_unregistered(build, translator.get_code_version(graph[build.feature_name]))
                 for hook in resource.on_result:
@@ -176,6 +193,13 @@ def _step_asset(
             )
 
     return build_features
+
+
+def _checked_only(context, names_by_key) -> list[str]:
+    """Features whose checks were selected without the feature itself."""
+    selected = set(context.selected_asset_keys)
+    keys = {k.asset_key for k in context.selected_asset_check_keys} - selected
+    return sorted(names_by_key[k] for k in keys if k in names_by_key)
 
 
 def refuse_unregistered(graph: FeatureGraph, names, code_version: Callable) -> None:
@@ -222,6 +246,10 @@ def _events(context, key: dg.AssetKey, build: FeatureBuild, selected_checks):
                 log.warning(f"{build.feature_name}: non-blocking check {outcome.name} failed")
         # The materialization first: check results then point at the data they audited.
         yield dg.MaterializeResult(asset_key=key, metadata=run_metadata(build))
+    yield from _check_results(key, build, selected_checks)
+
+
+def _check_results(key: dg.AssetKey, build: FeatureBuild, selected_checks):
     for outcome in build.checks:
         check_key = dg.AssetCheckKey(key, outcome.name)
         if check_key not in selected_checks:

@@ -55,7 +55,11 @@ def store_settings(
     lake = {"lake_catalog": lake_catalog, "lake_data": lake_data}
     lake = {key: value for key, value in lake.items() if value is not None}
     return Settings.load(
-        definitions_path=definitions, registry_url=registry_url, start=start, **lake
+        definitions_path=definitions,
+        registry_url=registry_url,
+        start=start,
+        require_project=False,  # a dg project may not hold feature definitions yet
+        **lake,
     )
 
 

@@ -144,6 +144,24 @@ def _not_run(graph, selected, builds, result, step_size) -> list[FeatureBuild]:
     return skipped
 
 
+def audit_live_tables(
+    graph: FeatureGraph, settings: Settings, names: Iterable[str] | None = None, *, now=None
+) -> list[FeatureBuild]:
+    """Audit the live tables of ``names`` (default every compiled feature) as they are: the
+    checks a build runs, without building, writing or recording anything."""
+    from featurestore_dagster.build.live import audit_live
+    from featurestore_dagster.orchestration.definitions import FeatureStoreResource
+
+    selected = select_features(graph, names) if names else select_features(graph, None)
+    if names:
+        selected = [n for n in selected if n in set(names)]
+    conn = FeatureStoreResource(settings).connect()
+    try:
+        return list(audit_live(conn, graph, selected, now=now))
+    finally:
+        conn.close()
+
+
 def dagster_instance():
     """The instance of ``DAGSTER_HOME`` (None: an ephemeral one, when it is not set).
 

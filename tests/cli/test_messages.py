@@ -106,3 +106,73 @@ def test_list_never_cuts_names(definitions_folder, store_env):
     assert result.exit_code == 0
     assert long_name in result.stdout
     assert not result.stdout.startswith("\n")
+
+
+# --- errors in SQL and builds, told precisely ---------------------------------------------------
+
+BROKEN_YAML = """\
+feature_name: close_price
+version: 1.0.0
+feature_type: raw
+data_type: float
+entity_columns: [symbol]
+timestamp_column: date
+sources: [raw.prices]
+transformation:
+  transformation_type: sql
+  code: |
+    SELECT symbol,
+           date,
+           close AS close_price
+    FROM raw.prices
+    WHERE (
+"""
+
+
+def test_a_sql_syntax_error_names_the_line_of_the_yaml_file(definitions_folder, store_env):
+    path = definitions_folder.write_text("close_price.yaml", BROKEN_YAML)
+    result = run(store_env, "plan")
+    assert result.exit_code == 2
+    assert f"{path}, feature 'close_price', field 'transformation.code'" in result.stderr
+    assert "SQL does not parse at line 15, column 11 of close_price.yaml" in result.stderr
+    assert "Line 5" not in result.stderr  # not a line counted inside the SQL block
+
+
+def test_a_runtime_error_names_the_file_and_the_feature(definitions_folder, store_env):
+    path = definitions_folder.write(
+        base_definition(
+            sources=[],
+            transformation={
+                "code": "SELECT symbol, CAST(date AS DATE) AS date, CAST(close AS DOUBLE) AS"
+                " close_price FROM (VALUES ('a', '2024-01-02', 'n/a')) AS t(symbol, date, close)"
+            },
+        )
+    )
+    result = run(store_env, "materialize")
+    assert result.exit_code == 1
+    assert f"close_price ({path}): Conversion Error" in " ".join(result.stderr.split())
+
+
+def test_a_rejected_build_says_expected_and_found_and_skips_what_could_not_run(
+    definitions_folder, store_env
+):
+    path = definitions_folder.write(
+        base_definition(
+            sources=[],
+            transformation={
+                "code": "SELECT symbol, CAST(date AS DATE) AS date, close AS price FROM (VALUES"
+                " ('a', '2024-01-02', 1.5)) AS t(symbol, date, close)"
+            },
+        )
+    )
+    result = run(store_env, "materialize")
+    assert result.exit_code == 1
+    stderr = " ".join(result.stderr.split())
+    assert (
+        f"close_price ({path}): check schema failed: missing column(s): close_price;"
+        " unexpected column(s): price (expected columns symbol, date, close_price; found symbol,"
+        " date, price)"
+    ) in stderr
+    assert f"close_price ({path}): check range skipped:" in stderr
+    assert "1 skipped: range" in " ".join(result.stdout.split())
+    assert "failed: schema, range" not in " ".join(result.stdout.split())

@@ -271,3 +271,43 @@ def test_a_postgres_url_gets_a_hint(definitions_folder, store_env):
     assert "use a postgresql+psycopg:// URL (postgresql+psycopg://me@127.0.0.1/test)" in (
         result.stderr
     )
+
+
+# --- lifecycle warnings ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("operation,done", [("deprecate", "deprecated"), ("archive", "archived")])
+def test_deprecate_and_archive_name_the_production_models(
+    definitions_folder, store_env, operation, done
+):
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from featurestore_dagster.registry.models import UsageRecord, utcnow
+
+    definitions_folder.write(base_definition())
+    assert run(store_env, "apply").exit_code == 0
+    registry = Registry(store_env["FEATURESTORE_REGISTRY_URL"])
+    with registry.engine.begin() as conn:
+        conn.execute(
+            insert(UsageRecord.__table__),
+            [
+                {
+                    "feature_name": "close_price",
+                    "feature_version": "1.0.0",
+                    "used_by_model": model,
+                    "model_version": "7",
+                    "environment": environment,
+                    "usage_timestamp": utcnow() - timedelta(days=2),
+                }
+                for model, environment in (("ranker", "production"), ("notebook", "dev"))
+            ],
+        )
+    result = run(store_env, operation, "close_price")
+    assert result.exit_code == 0, result.output
+    assert (
+        f"warning: close_price is {done} but production model(s) ranker@7 used it within the"
+        " last 90 days"
+    ) in " ".join(result.stderr.split())
+    assert "notebook" not in result.stderr
