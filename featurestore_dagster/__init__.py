@@ -6,7 +6,15 @@ exported here, its failures the typed errors. ``FeatureStoreComponent`` adds the
 Importing this package never imports Dagster (only building assets and those three do).
 """
 
+import sys
 from typing import TYPE_CHECKING
+
+# Cache compiled modules inside a virtual environment even where PYTHONDONTWRITEBYTECODE is set:
+# otherwise every start compiles Dagster, SQLAlchemy & co. from source again (the alternative,
+# uv's compile-bytecode setting, recompiles all of site-packages on every `uv run` and prints
+# "Bytecode compiled N files" each time). benchmarks/startup.py measures both.
+if sys.flags.dont_write_bytecode and sys.prefix != sys.base_prefix:
+    sys.dont_write_bytecode = False
 
 # The public API, resolved lazily (PEP 562) so that `featurestore --help` and registry-only
 # commands do not pay for SQLAlchemy, pydantic models and sqlglot they never use.

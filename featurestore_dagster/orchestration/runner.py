@@ -197,7 +197,8 @@ def _step_failure(result) -> str:
 
 
 def _progress(console, total: int):
-    if console is None:
+    # No live display without a terminal: it would only leave an empty line in logs and pipes.
+    if console is None or not console.is_terminal:
         return None
     from rich.progress import (
         BarColumn,

@@ -176,3 +176,59 @@ def test_a_rejected_build_says_expected_and_found_and_skips_what_could_not_run(
     assert f"close_price ({path}): check range skipped:" in stderr
     assert "1 skipped: range" in " ".join(result.stdout.split())
     assert "failed: schema, range" not in " ".join(result.stdout.split())
+
+
+# --- start-up -----------------------------------------------------------------------------------
+
+
+def test_uv_run_prints_no_bytecode_line():
+    import shutil
+    import subprocess
+
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    result = subprocess.run(
+        [uv, "run", "--frozen", "python", "-c", "pass"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Bytecode compiled" not in result.stderr
+
+
+def test_modules_are_cached_even_where_bytecode_writing_is_off():
+    import os
+    import subprocess
+    import sys
+
+    script = "import sys, featurestore_dagster; print(sys.dont_write_bytecode)"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_output_without_a_terminal_starts_with_text(definitions_folder, store_env):
+    import os
+    import subprocess
+    import sys
+
+    definitions_folder.write(base_definition(sources=[], transformation={"code": VALUES}))
+    result = subprocess.run(
+        [sys.executable, "-m", "featurestore_dagster.cli", "materialize"],
+        env={**os.environ, **store_env},
+        cwd=definitions_folder.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout and not result.stdout.startswith("\n")
+    assert result.stderr and not result.stderr.startswith("\n"), repr(result.stderr[:80])
