@@ -249,13 +249,17 @@ class FeatureStore(DefinitionChanges, UsageAPI):
             raise BreakingChangeError(breaking_message(plan))
         graph = self.graph
         registrations = [
-            self._registration(graph[item.feature_name], item)
+            # A rollback interrupted after its file was written registers as that rollback.
+            self._registration(d, item, **self.interrupted_extras(d))
             for item in plan.features
             if item.change in (ChangeKind.NEW, ChangeKind.CHANGED)
+            for d in [graph[item.feature_name]]
         ]
         removed = [f.feature_name for f in plan.features if f.change == ChangeKind.REMOVED]
         archived = removed if archive_removed else []
         versions = self.registry.register(registrations, removed=archived, created_by=self.user)
+        for registration in registrations:
+            self._journal().clear(registration.feature_name)
         return ApplyResult(
             versions=versions,
             archived=archived,

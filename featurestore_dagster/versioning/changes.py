@@ -28,6 +28,7 @@ from featurestore_dagster.errors import (
 )
 from featurestore_dagster.models import FeatureInfo, FeatureVersion
 from featurestore_dagster.versioning.editing import DefinitionFile, definitions_lock, file_edits
+from featurestore_dagster.versioning.journal import Journal, PendingRegistration
 from featurestore_dagster.versioning.plan import (
     ChangeCategory,
     ChangeKind,
@@ -222,6 +223,10 @@ class DefinitionChanges:
         allow_breaking: bool = False,
     ) -> FeatureVersion:
         """Edit one feature's file and register the result; restore the file on failure."""
+        interrupted = self._finish_interrupted(feature_name)
+        if interrupted is not None and restored_from is not None:
+            if (interrupted.event, interrupted.restored_from) == (event, restored_from):
+                return self.get_version(feature_name, interrupted.version)  # a retried rollback
         graph = self.graph
         definition = graph[feature_name]
         where = f"feature '{feature_name}' ({definition.path})"
@@ -287,12 +292,66 @@ class DefinitionChanges:
             rolls_back=rolls_back or [],
         )
         registration.change_category = "initial" if registered is None else category.label
-        with file_edits() as edits:
-            edits.write(definition.path, document.render())
-            self._reread(definition.path, new)
-            self.registry.register([registration], created_by=self.user)
+        journal = self._journal()
+        journal.write_or_refuse(
+            PendingRegistration(
+                feature_name=feature_name,
+                version=version,
+                snapshot=new.to_payload(),
+                change_category=registration.change_category,
+                event=event,
+                restored_from=restored_from,
+                rolls_back=list(rolls_back or []),
+                created_by=registration.created_by,
+            )
+        )
+        try:
+            with file_edits() as edits:
+                edits.write(definition.path, document.render())
+                self._reread(definition.path, new)
+                self.registry.register([registration], created_by=self.user)
+        except BaseException:
+            journal.clear(feature_name)  # the file was put back: nothing is pending
+            raise
+        journal.clear(feature_name)
         self._remember(new_graph, definition.path)
         return self.get_version(feature_name, version)
+
+    # --- recovery of an interrupted change (see versioning/journal.py) -----------------------
+
+    def _journal(self) -> Journal:
+        return Journal(self.settings.cache_path.parent / "pending")
+
+    def _finish_interrupted(self, feature_name: str) -> PendingRegistration | None:
+        """Complete the registration of a change whose file was written by a process that
+        died before the registry committed; return that change (None when there is none)."""
+        journal = self._journal()
+        pending = journal.read(feature_name)
+        if pending is None:
+            return None
+        registered = self._registered(feature_name)
+        if registered is not None and registered.current_version == pending.version:
+            journal.clear(feature_name)  # it was committed; only the cleanup was lost
+            return pending
+        definition = self.graph[feature_name]
+        item = plan_feature(definition, registered)
+        if not pending.matches(definition.to_payload()) or item.change == ChangeKind.UNCHANGED:
+            journal.clear(feature_name)  # never written, or edited since: not ours to register
+            return None
+        registration = self._registration(definition, item, **pending.extras())
+        registration.change_category = pending.change_category
+        self.registry.register([registration], created_by=self.user)
+        journal.clear(feature_name)
+        self.reload()
+        return pending
+
+    def interrupted_extras(self, definition: FeatureDefinition) -> dict[str, Any]:
+        """For ``apply``: the facts of an interrupted change whose file holds ``definition``
+        (so it is registered as the rollback it was, with ``restored_from``), else ``{}``."""
+        pending = self._journal().read(definition.feature_name)
+        if pending is None or not pending.matches(definition.to_payload()):
+            return {}
+        return pending.extras()
 
     def _refuse_breaking(self, graph: FeatureGraph, name: str, old: str, new: str) -> None:
         window = impact_window_days(self.settings)

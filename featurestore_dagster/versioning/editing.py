@@ -222,6 +222,21 @@ def new_definition_text(payload: Mapping[str, Any]) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` in one step; a file that cannot be written (a read-only
+    folder, a full disk) is a ``DefinitionError`` naming it, and is left as it was."""
+    try:
+        _replace(path, text)
+    except OSError as error:
+        raise DefinitionError(
+            DefinitionIssue(
+                f"cannot write the definition file: {error.strerror or error}; it was left"
+                " unchanged",
+                file=path,
+            )
+        ) from None
+
+
+def _replace(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -244,9 +259,11 @@ class FileEdits:
 
     def write(self, path: Path, text: str) -> None:
         path = Path(path)
-        if path not in self._originals:
-            self._originals[path] = path.read_text(encoding="utf-8") if path.exists() else None
-        _atomic_write(path, text)
+        first = path not in self._originals
+        original = path.read_text(encoding="utf-8") if first and path.exists() else None
+        _atomic_write(path, text)  # atomic: on failure the file is as it was, nothing to undo
+        if first:
+            self._originals[path] = original
 
     def restore(self) -> None:
         for path, text in self._originals.items():
