@@ -181,12 +181,23 @@ def _pairs(values: list[str] | None, option: str, *, numbers: bool, required: bo
 
 def _load_json(path: Path) -> Any:
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as error:
         raise UsageError(f"--from-json {path}: {error.strerror or error}") from None
     try:
+        text = data.decode("utf-8-sig")  # JSON is UTF-8 (RFC 8259), whatever the locale
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"--from-json {path}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset"
+            f" {error.start}); save the file as UTF-8"
+        ) from None
+    try:
         return json.loads(text)
     except json.JSONDecodeError as error:
+        raise UsageError(f"--from-json {path}: invalid JSON: {error}") from None
+    except RecursionError:
+        raise UsageError(f"--from-json {path}: JSON nested too deeply") from None
+    except ValueError as error:  # an integer of more than 4,300 digits
         raise UsageError(f"--from-json {path}: invalid JSON: {error}") from None
 
 

@@ -131,7 +131,10 @@ def validate_usage(
             record = {key: record.get(key) for key in USAGE_COLUMNS}
         name = record.get("feature_name")
         if not isinstance(name, str) or not name:
-            problems.append(f"feature_name must be a non-empty string, got {name!r}")
+            problems.append(f"feature_name must be a non-empty string, got {_short(name)}")
+            continue
+        if text_problem(name):
+            problems.append(f"feature_name {_short(name)} {text_problem(name)}")
             continue
         if name not in graph:
             raise UnknownFeatureError(name, graph.names)
@@ -170,7 +173,8 @@ def _is_version(text: str) -> bool:
 def _validate_run(record: Mapping[str, Any], now: datetime, problems: list[str]) -> dict:
     """The fields one model run shares, normalized; problems are reported once per run."""
     model = record.get("used_by_model")
-    where = f"model '{model}'" if isinstance(model, str) and model else "usage record"
+    named = isinstance(model, str) and model and not text_problem(model) and len(model) <= 255
+    where = f"model '{model}'" if named else "usage record"
 
     def problem(message: str) -> None:
         problems.append(f"{where}: {message}")
@@ -183,9 +187,11 @@ def _validate_run(record: Mapping[str, Any], now: datetime, problems: list[str])
         if value is None and key == "execution_id":
             continue
         if not isinstance(value, str) or not value.strip():
-            problem(f"{key} must be a non-empty string, got {value!r}")
+            problem(f"{key} must be a non-empty string, got {_short(value)}")
         elif len(value) > limit:
             problem(f"{key} is longer than {limit} characters")
+        elif text_problem(value):
+            problem(f"{key} {text_problem(value)}")
     environment = getattr(run["environment"], "value", run["environment"])
     if environment not in ENVIRONMENTS:
         problem(f"unknown environment {environment!r}; use one of {', '.join(ENVIRONMENTS)}")
@@ -201,8 +207,9 @@ def _validate_run(record: Mapping[str, Any], now: datetime, problems: list[str])
 
 def _validate_feature(record: Mapping[str, Any], run: dict[str, Any], problems: list[str]) -> dict:
     where = f"feature '{record['feature_name']}'"
-    if isinstance(run["used_by_model"], str):
-        where += f" in model '{run['used_by_model']}'"
+    model = run["used_by_model"]
+    if isinstance(model, str) and not text_problem(model) and len(model) <= 255:
+        where += f" in model '{model}'"
 
     def problem(message: str) -> None:
         problems.append(f"{where}: {message}")
@@ -215,7 +222,7 @@ def _validate_feature(record: Mapping[str, Any], run: dict[str, Any], problems: 
         problem(f"correlation_with_target must be within [-1, 1], got {correlation:g}")
     version = record.get("feature_version")
     if version is not None and (not isinstance(version, str) or not _is_version(version)):
-        problem(f"feature_version {version!r} is not a semantic version (MAJOR.MINOR.PATCH)")
+        problem(f"feature_version {_short(version)} is not a semantic version (MAJOR.MINOR.PATCH)")
     return {
         **run,
         "feature_name": record["feature_name"],
@@ -234,9 +241,13 @@ def _number(value: Any, field: str, problem) -> float | None:
         problem(f"{field} must be a finite number, got {value}")
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        problem(f"{field} must be a number, got {value!r}")
+        problem(f"{field} must be a number, got {_short(value)}")
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a 400-digit integer from JSON
+        problem(f"{field} must be a number within ±1.8e308, got {_short(value)}")
+        return None
     if not math.isfinite(number):
         problem(f"{field} must be a finite number, got {number}")
         return None
@@ -253,9 +264,32 @@ def _timestamp(value: Any, now: datetime, problem) -> datetime:
             problem(f"usage_timestamp {value!r} is not an ISO 8601 date-time")
             return now
     if not isinstance(value, datetime):
-        problem(f"usage_timestamp must be a date-time, got {value!r}")
+        problem(f"usage_timestamp must be a date-time, got {_short(value)}")
         return now
-    return as_utc(value)
+    try:
+        return as_utc(value)
+    except OverflowError:  # 0001-01-01T00:00+05:00 has no UTC time
+        problem(f"usage_timestamp {value.isoformat()} is out of range once converted to UTC")
+        return now
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a 400-digit number, a huge list)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # int too large for repr, or a cyclic value
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def text_problem(value: Any) -> str | None:
+    """Why a string cannot be stored as text (a lone surrogate from JSON ``"\\ud800"``)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not valid Unicode text (it holds a lone surrogate)"
+    return None
 
 
 def raise_problems(problems: list[str]) -> None:
