@@ -78,6 +78,12 @@ def render_plan(result) -> None:
         summary += f"; [red]{len(result.needing_consent)} need --allow-breaking[/]"
     if not pending:
         lines.append(f"[green]Everything is registered[/] ({summary}).")
+    elif refused:
+        names = " ".join(escape(f.feature_name) for f in refused)
+        lines.append(
+            f"Plan: {summary}. Fix the versions first (`featurestore bump NAME` for {names}),"
+            " then run `featurestore apply`."
+        )
     else:
         lines.append(f"Plan: {summary}. Run `featurestore apply` to register.")
     out.print("\n".join(lines))  # one print: rich renders 1,000 lines at once much faster

@@ -394,12 +394,27 @@ def version_refusal(
         need = f"a new version must be above the registered {registered}"
     else:
         need = f"a {category.label} change needs at least a {category.bump} bump over {registered}"
+    fix = f"run `featurestore bump {name}` (it writes version {minimum})"
     if declared == registered:
         head = f"version {declared} is registered and immutable"
+    elif _older(declared, registered):
+        # Typically an older file checked out again after a newer version was applied.
+        head = (
+            f"version {declared} is too small: the registered version is already {registered}"
+            " (an older definition file checked out?)"
+        )
+        fix += f", or `featurestore rollback {name} --to {declared}` to go back to {declared}"
     else:
         head = f"version {declared} is too small"
-    message = f"{head}; {need}: use version {minimum} (or run `featurestore bump {name}`)"
+    message = f"{head}; {need}: use version {minimum}; {fix}"
     return str(DefinitionIssue(message, file=file, feature=name, field="version"))
+
+
+def _older(declared: str, registered: str) -> bool:
+    try:
+        return parse_version(declared) < parse_version(registered)
+    except VersionError:
+        return False
 
 
 def _same_as_snapshot(definition: FeatureDefinition, registered: RegisteredFeature) -> bool:

@@ -311,3 +311,21 @@ def test_deprecate_and_archive_name_the_production_models(
         " last 90 days"
     ) in " ".join(result.stderr.split())
     assert "notebook" not in result.stderr
+
+
+def test_a_checked_out_older_file_says_what_to_run(definitions_folder, store_env):
+    path = definitions_folder.write(base_definition())
+    original = path.read_text()
+    assert run(store_env, "apply").exit_code == 0
+    definitions_folder.write(base_definition(version="1.1.0", validation_rules=[]))
+    assert run(store_env, "apply").exit_code == 0
+    path.write_text(original)  # `git checkout` of the file as it was at 1.0.0
+
+    plan = " ".join(run(store_env, "plan").stdout.split())
+    assert "Fix the versions first (`featurestore bump NAME` for close_price)" in plan
+    refused = run(store_env, "apply")
+    assert refused.exit_code == 2
+    message = " ".join(refused.stderr.split())
+    assert "version 1.0.0 is too small: the registered version is already 1.1.0" in message
+    assert "run `featurestore bump close_price` (it writes version 1.2.0)" in message
+    assert "`featurestore rollback close_price --to 1.0.0`" in message
