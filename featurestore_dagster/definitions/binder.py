@@ -13,8 +13,13 @@ only ever reports what is certainly wrong.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 import duckdb
 
@@ -63,26 +68,32 @@ def table_schemas(conn: duckdb.DuckDBPyConnection) -> dict[str, Schema]:
     return schemas
 
 
-def bind_graph(graph: FeatureGraph, tables: Mapping[str, Schema]) -> list[DefinitionIssue]:
+def bind_graph(
+    graph: FeatureGraph, tables: Mapping[str, Schema], cache: dict | None = None
+) -> list[DefinitionIssue]:
     """Bind every compiled SQL feature of ``graph``; the problems found, in build order.
 
     Args:
         graph: the validated definitions.
         tables: ``schema.table`` (lower case) -> columns of the tables that exist now (the
             sources; the live feature tables stand in for python features).
+        cache: bound output schemas by (SQL, input schemas, declared output); filled here, so
+            a later plan binds only what changed.
     """
     conn = duckdb.connect()
     try:
-        return _Binder(conn, graph, tables).run()
+        return _Binder(conn, graph, tables, {} if cache is None else cache).run()
     finally:
         conn.close()
 
 
 class _Binder:
-    def __init__(self, conn, graph: FeatureGraph, tables: Mapping[str, Schema]):
+    def __init__(self, conn, graph: FeatureGraph, tables: Mapping[str, Schema], cache: dict):
         self.conn = conn
         self.graph = graph
         self.tables = tables
+        self.cache = cache
+        self.used: set[str] = set()
         self.bound: dict[str, Schema | None] = {}  # feature -> output schema (None: unknown)
         self.created: set[str] = set()
         self.schemas: set[str] = set()
@@ -93,6 +104,8 @@ class _Binder:
             schema, found = self._bind(definition)
             self.bound[definition.feature_name] = schema
             issues.extend(found)
+        for key in set(self.cache) - self.used:  # keep what this graph binds, nothing older
+            del self.cache[key]
         return issues
 
     def _bind(self, d: FeatureDefinition) -> tuple[Schema | None, list[DefinitionIssue]]:
@@ -114,14 +127,21 @@ class _Binder:
             sql = render_sql(d)
         except SqlError:
             return None, []  # the graph already reported it
-        for table, schema in inputs.items():
-            self._create(table, schema)
-        try:
-            rows = self.conn.execute(f"DESCRIBE {sql}").fetchall()
-        except duckdb.Error as error:
-            return None, [self._input_issue(d, error, inputs)]
-        output = [(row[0], row[1]) for row in rows]
+        key = _digest([sql, sorted(inputs.items()), d.feature_name, d.key_columns])
+        self.used.add(key)
+        if key in self.cache:
+            output = [tuple(column) for column in self.cache[key]]
+        else:
+            for table, schema in inputs.items():
+                self._create(table, schema)
+            try:
+                rows = self.conn.execute(f"DESCRIBE {sql}").fetchall()
+            except duckdb.Error as error:
+                return None, [self._input_issue(d, error, inputs)]
+            output = [(row[0], row[1]) for row in rows]
         issues = self._output_issues(d, output)
+        if not issues:
+            self.cache[key] = [list(column) for column in output]
         return (None if issues else output), issues
 
     def _create(self, table: str, schema: Schema) -> None:
@@ -185,6 +205,10 @@ class _Binder:
         return []
 
 
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, default=str).encode()).hexdigest()
+
+
 def _issue(d: FeatureDefinition, field: str, message: str) -> DefinitionIssue:
     return DefinitionIssue(message, file=d.path, feature=d.feature_name, field=field)
 
@@ -206,4 +230,29 @@ def bind_definitions(graph: FeatureGraph, settings) -> list[DefinitionIssue]:
                 tables = table_schemas(conn)
             finally:
                 conn.close()
-    return bind_graph(graph, tables)
+    cache_path = Path(settings.cache_path).parent / "bound_sql.json"
+    cache = _read_cache(cache_path)
+    known = dict(cache)
+    issues = bind_graph(graph, tables, cache)
+    if cache != known:
+        _write_cache(cache_path, cache)
+    return issues
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, cache: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".bound-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(cache))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable cache only costs time

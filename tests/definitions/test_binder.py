@@ -114,3 +114,14 @@ def test_sources_bind_against_their_real_schema(definitions_folder, tmp_path):
         issue.message
     )
     assert "did you mean 'close'?" in issue.message
+
+
+def test_the_bind_cache_never_hides_a_new_problem(definitions_folder):
+    definitions_folder.write(close())
+    definitions_folder.write(sma())
+    cache: dict = {}
+    assert bind_graph(FeatureGraph.load(definitions_folder.path), {}, cache) == []
+    assert len(cache) == 2
+    definitions_folder.write(sma(data_type="integer"))
+    [issue] = bind_graph(FeatureGraph.load(definitions_folder.path), {}, cache)
+    assert issue.field == "data_type" and "is DOUBLE, but data_type is integer" in issue.message
