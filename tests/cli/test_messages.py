@@ -232,3 +232,25 @@ def test_output_without_a_terminal_starts_with_text(definitions_folder, store_en
     assert result.returncode == 0, result.stderr
     assert result.stdout and not result.stdout.startswith("\n")
     assert result.stderr and not result.stderr.startswith("\n"), repr(result.stderr[:80])
+
+
+def test_junit_reports_checks_that_could_not_run_as_skipped(definitions_folder, store_env):
+    from featurestore_dagster.config import Settings
+    from featurestore_dagster.definitions.graph import FeatureGraph
+    from featurestore_dagster.orchestration.runner import run_build, write_junit
+
+    definitions_folder.write(
+        base_definition(
+            sources=[],
+            transformation={
+                "code": "SELECT symbol, CAST(date AS DATE) AS date, close AS price FROM (VALUES"
+                " ('a', '2024-01-02', 1.5)) AS t(symbol, date, close)"
+            },
+        )
+    )
+    builds = run_build(FeatureGraph.load(definitions_folder.path), Settings.load())
+    junit = definitions_folder.root / "junit.xml"
+    write_junit(builds, junit)
+    xml = junit.read_text()
+    assert '<testcase classname="featurestore.close_price" name="range"><skipped' in xml
+    assert '<testcase classname="featurestore.close_price" name="schema"><failure' in xml
