@@ -182,7 +182,7 @@ def _step_asset(
                 key = translator.get_asset_key(graph[build.feature_name])
                 yield from _events(context, key, build, selected_checks)
                 if build.status != BuildStatus.PUBLISHED:
-                    failures.append(_failure_line(build))
+                    failures.append(_failure_line(build, graph[build.feature_name].path))
         finally:
             conn.close()
             recorder.flush(context.log)
@@ -284,11 +284,12 @@ def run_metadata(build: FeatureBuild) -> dict[str, object]:
     return metadata
 
 
-def _failure_line(build: FeatureBuild) -> str:
+def _failure_line(build: FeatureBuild, path=None) -> str:
+    where = build.feature_name + (f" ({path})" if path else "")
     if build.status == BuildStatus.REJECTED:
         names = ", ".join(c.name for c in build.failed_blocking)
-        return f"- {build.feature_name}: rejected by blocking check(s) {names}"
-    return f"- {build.feature_name}: {build.status.value} ({build.error})"
+        return f"- {where}: rejected by blocking check(s) {names}"
+    return f"- {where}: {build.status.value} ({build.error})"
 
 
 def _clean(metadata: dict) -> dict:

@@ -112,3 +112,24 @@ def test_the_asset_shows_its_registered_versions(definitions_folder, store_env):
     spec = next(s for s in code_location().resolve_all_asset_specs() if s.key == KEY)
     assert spec.code_version.startswith("1.0.1+dev.")
     assert spec.metadata["code_version_is"].startswith("unregistered build of the declared 1.0.1")
+
+
+def test_a_failed_build_names_the_definition_file_in_dagster(definitions_folder, store_env):
+    path = definitions_folder.write(
+        base_definition(
+            sources=[],
+            transformation={
+                "code": "SELECT symbol, CAST(date AS DATE) AS date, CAST(close AS DOUBLE) AS"
+                " close_price FROM (VALUES ('a', '2024-01-02', 'n/a')) AS t(symbol, date, close)"
+            },
+        )
+    )
+    graph = FeatureGraph.load(definitions_folder.path)
+    result = dg.materialize(
+        build_assets(graph, FeatureTranslator()),
+        resources={RESOURCE_KEY: FeatureStoreResource(Settings.load())},
+        raise_on_error=False,
+    )
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    text = str(failure.step_failure_data.error.message)
+    assert f"close_price ({path}): failed (Conversion Error" in text
