@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from featurestore_dagster.errors import FeatureStoreError
 
@@ -97,7 +98,8 @@ def handle_errors(function: Callable) -> Callable:
         try:
             return function(*args, **kwargs)
         except FeatureStoreError as error:
-            err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            # The message is plain text: "[tool.featurestore]" must not be read as markup.
+            err.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")

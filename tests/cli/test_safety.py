@@ -67,6 +67,7 @@ def test_a_missing_folder_is_exit_2_and_creates_no_registry(tmp_path, store_env,
     result = run(store_env, "--definitions", str(missing), *command)
     assert result.exit_code == 2, result.output
     assert f"definitions folder {missing} does not exist" in result.stderr
+    assert "[tool.featurestore] definitions" in " ".join(result.stderr.split())
     assert not (tmp_path / "registry.db").exists()
 
 
@@ -191,6 +192,7 @@ def test_outside_any_project_nothing_is_created(tmp_path, bare_env, monkeypatch,
     result = run(bare_env, *command)
     assert result.exit_code == 2, result.output
     assert "not inside a featurestore project" in result.stderr
+    assert "a pyproject.toml with a [tool.featurestore] table" in " ".join(result.stderr.split())
     assert list(outside.iterdir()) == []
 
 
