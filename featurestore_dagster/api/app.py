@@ -16,13 +16,21 @@ from featurestore_dagster.api import features, history
 from featurestore_dagster.api.auth import TokenTable, is_loopback_client, load_tokens
 from featurestore_dagster.api.deps import ReadAccess
 from featurestore_dagster.api.errors import install_error_handlers
-from featurestore_dagster.api.schemas import Health
+from featurestore_dagster.api.schemas import ErrorBody, Health
 from featurestore_dagster.store import FeatureStore
 
 API_PREFIX = "/api/v1"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 ENV_ANONYMOUS_READ = "FEATURESTORE_API_ANONYMOUS_READ"
 ENV_MAX_BODY_BYTES = "FEATURESTORE_API_MAX_BODY_BYTES"
+# Answers any route may give (besides its own).
+COMMON_RESPONSES = {
+    400: {"model": ErrorBody, "description": "The body is not UTF-8 JSON"},
+    401: {"model": ErrorBody, "description": "Missing or invalid bearer token"},
+    403: {"model": ErrorBody, "description": "The token's role does not allow this route"},
+    413: {"model": ErrorBody, "description": "The body is larger than the server accepts"},
+    422: {"model": ErrorBody, "description": "Invalid input; `detail` names the field"},
+}
 
 
 class BodyLimit:
@@ -122,8 +130,8 @@ def create_app(
     app.state.store = store
     app.state.tokens = tokens
     install_error_handlers(app, store.settings.definitions_path)
-    app.include_router(features.router, prefix=API_PREFIX)
-    app.include_router(history.router, prefix=API_PREFIX)
+    app.include_router(features.router, prefix=API_PREFIX, responses=COMMON_RESPONSES)
+    app.include_router(history.router, prefix=API_PREFIX, responses=COMMON_RESPONSES)
 
     def health() -> Health:
         return Health(status="ok", version=__version__, features=len(store.graph.names))
@@ -135,6 +143,7 @@ def create_app(
         response_model=Health,
         tags=["health"],
         dependencies=[ReadAccess],
+        responses=COMMON_RESPONSES,
     )
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     if not tokens.enabled:

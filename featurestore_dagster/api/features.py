@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from featurestore_dagster.api.deps import NamePath, ReadAccess, Store, WriteAccess
 from featurestore_dagster.api.errors import ApiError
-from featurestore_dagster.api.schemas import FeatureList, FeatureUpdate
+from featurestore_dagster.api.schemas import ErrorBody, FeatureList, FeatureUpdate
 from featurestore_dagster.definitions.models import FeatureDefinition, FeatureStatus, FeatureType
 from featurestore_dagster.errors import TransitionError
 from featurestore_dagster.models import FeatureInfo
@@ -24,9 +24,12 @@ router = APIRouter(prefix="/features", tags=["features"])
 
 MAX_LIMIT = 1000
 ERRORS = {
-    404: {"description": "Unknown feature"},
-    409: {"description": "Refused by the feature's state (lifecycle, versions, downstream)"},
-    422: {"description": "Invalid input; `detail` names the field"},
+    404: {"model": ErrorBody, "description": "Unknown feature"},
+    409: {
+        "model": ErrorBody,
+        "description": "Refused by the feature's state (lifecycle, versions, downstream)",
+    },
+    422: {"model": ErrorBody, "description": "Invalid input; `detail` names the field"},
 }
 # status -> the lifecycle operation that reaches it (with its guards).
 OPERATION_TO = {"active": "activate", "deprecated": "deprecate", "archived": "archive"}
@@ -69,7 +72,7 @@ def feature_response(info: FeatureInfo, code: int = 200) -> Response:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=FeatureInfo,
-    responses={409: {"description": "The feature already exists"}, 422: ERRORS[422]},
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "The feature exists"}},
     dependencies=[WriteAccess],
     summary="Create a feature (writes its definition file and registers it)",
 )
@@ -129,7 +132,10 @@ def get_feature(
 @router.put(
     "/{name}",
     response_model=FeatureInfo,
-    responses={412: {"description": "If-Match does not match the current ETag"}, **ERRORS},
+    responses={
+        **ERRORS,
+        412: {"model": ErrorBody, "description": "If-Match does not match the current ETag"},
+    },
     dependencies=[WriteAccess],
     summary="Update a feature's fields (writes the file, registers the new version)",
 )
@@ -198,7 +204,7 @@ def _reachable(current: str) -> list[str]:
     "/{name}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={404: ERRORS[404], 409: {"description": "Non-archived downstream features exist"}},
+    responses={404: ERRORS[404], 409: ERRORS[409]},
     dependencies=[WriteAccess],
     summary="Soft delete: archive the feature (its history stays)",
 )

@@ -29,7 +29,7 @@ router = APIRouter(tags=["versions and usage"])
     "/features/usage",
     status_code=status.HTTP_201_CREATED,
     response_model=UsageRecorded,
-    responses={404: {"description": "Unknown feature"}, 422: ERRORS[422]},
+    responses={404: ERRORS[404], 422: ERRORS[422]},
     dependencies=[WriteAccess],
     summary="Record usage: one record, or one model run's features (atomic)",
 )
@@ -69,7 +69,7 @@ def get_versions(name: NamePath, store: Store) -> VersionList:
 @router.post(
     "/features/{name}/rollback",
     response_model=FeatureVersion,
-    responses={**ERRORS, 404: {"description": "Unknown feature or version"}},
+    responses=ERRORS,
     dependencies=[WriteAccess],
     summary="Restore a version's transformation, rules and schema as a new version",
 )

@@ -195,6 +195,24 @@ class MaterializationList(BaseModel):
     total: int
 
 
+class ValidationIssue(BaseModel):
+    """One invalid field: ``loc`` locates it (``["body", "transformation", "code"]``)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    feature: str | None = None
+    field: str | None = None
+    file: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error: a message, or one entry per invalid field."""
+
+    detail: str | list[ValidationIssue]
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
