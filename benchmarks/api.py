@@ -1,0 +1,365 @@
+"""REST API load benchmark: a real ``featurestore serve`` on loopback, a bounded asyncio
+load generator (httpx), latencies per request.
+
+    uv run python benchmarks/api.py                         # SQLite registry, 2 workers
+    uv run python benchmarks/api.py --workers 1 --clients 32 --requests 4000
+
+What it measures:
+
+- floor: ``GET /healthz`` (no store work) with the same concurrency, so every latency is
+  also reported as a ratio to the floor measured in the same run;
+- usage posts: ``POST /api/v1/features/usage``, single records and model runs of
+  ``--run-features`` features, from ``--clients`` concurrent clients; records/s, p50/p99, and
+  the exact count afterwards (the registry's statistics must equal the records posted);
+- ``GET /api/v1/features/{name}`` with 32 concurrent clients: p50/p99;
+- ``POST /api/v1/online-features`` with 32 concurrent clients when the server offers it.
+
+Targets (2 cores): >= 1,000 usage records/s, p99 < 50 ms for single-feature reads and
+latest values, no record lost. Prints a table, then JSON (also written to
+``benchmarks/results/api.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from featurestore_dagster.store import FeatureStore  # noqa: E402
+
+FEATURESTORE = shutil.which("featurestore", path=str(Path(sys.executable).parent)) or "featurestore"
+TOKEN = "bench-write-token-0123456789"
+
+
+def definition(name: str, upstream: str | None) -> dict:
+    if upstream is None:
+        code = f"SELECT symbol, date, close AS {name} FROM raw.prices"
+        reads = {"sources": ["raw.prices"]}
+    else:
+        code = f"SELECT symbol, date, {upstream} * 2 AS {name} FROM features.{upstream}"
+        reads = {"upstream_features": [upstream]}
+    return {
+        "feature_name": name,
+        "version": "1.0.0",
+        "feature_type": "raw" if upstream is None else "derived",
+        "data_type": "float",
+        "status": "active",
+        "description": f"Benchmark feature {name}",
+        "owner": "bench-team",
+        "tags": ["bench"],
+        "entity_columns": ["symbol"],
+        "timestamp_column": "date",
+        **reads,
+        "transformation": {"transformation_type": "sql", "code": code},
+        "validation_rules": [{"rule_type": "range", "parameters": {"min": 0}, "is_blocking": True}],
+    }
+
+
+def make_project(root: Path, features: int, registry_url: str | None) -> list[str]:
+    """A project with ``features`` registered features (a chain of ten-long branches)."""
+    (root / "pyproject.toml").write_text('[project]\nname = "bench"\n\n[tool.featurestore]\n')
+    folder = root / "feature_definitions"
+    folder.mkdir()
+    names = []
+    for index in range(features):
+        name = f"bench_f{index:04d}"
+        upstream = None if index % 10 == 0 else names[-1]
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(definition(name, upstream)))
+        names.append(name)
+    store = FeatureStore(
+        definitions_path=folder,
+        registry_url=registry_url or f"sqlite:///{root / '.featurestore' / 'registry.db'}",
+    )
+    store.apply()
+    return names
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's worker processes)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            todo.extend(int(child) for child in task.read_text().split())
+    return found
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the server's processes (Linux /proc)."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(
+    root: Path, workers: int, registry_url: str | None
+) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATURESTORE_")}
+    env.update(FEATURESTORE_BOOTSTRAP="", FEATURESTORE_API_TOKENS=f"{TOKEN}:write")
+    if registry_url:
+        env["FEATURESTORE_REGISTRY_URL"] = registry_url
+    process = subprocess.Popen(
+        [
+            FEATURESTORE,
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "serve.log").open("wb"),
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"serve did not start: {(root / 'serve.log').read_text()}")
+
+
+def measure(pid: int, url: str, clients: int, requests: list) -> dict:
+    """``load`` plus the server CPU it cost (ms per request), which the machine's other
+    load does not change much: the server's capacity on idle cores is cores / that."""
+    cpu = server_cpu_seconds(pid)
+    result = asyncio.run(load(url, clients, requests))
+    spent = server_cpu_seconds(pid) - cpu
+    result["server_cpu_ms_per_request"] = round(1000 * spent / max(1, result["requests"]), 3)
+    # What the server alone could answer per second with every core to itself.
+    result["capacity_per_second"] = round((os.cpu_count() or 1) * result["requests"] / spent, 0)
+    return result
+
+
+async def load(url: str, clients: int, requests: list[tuple[str, str, dict | None]]) -> dict:
+    """Send ``requests`` (method, path, json) from ``clients`` concurrent connections."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in requests:
+        queue.put_nowait(item)
+    latencies: list[float] = []
+    codes: dict[int | str, int] = {}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers, timeout=60) as http:
+
+        async def worker() -> None:
+            while True:
+                try:
+                    method, path, body = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                started = time.perf_counter()
+                try:
+                    code = (await http.request(method, path, json=body)).status_code
+                except httpx.HTTPError as error:  # counted, not fatal: the count shows it
+                    code = type(error).__name__
+                latencies.append(time.perf_counter() - started)
+                codes[code] = codes.get(code, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "seconds": round(elapsed, 3),
+        "per_second": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
+        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
+        "mean_ms": round(1000 * statistics.fmean(latencies), 2),
+        "codes": codes,
+    }
+
+
+def usage_requests(names: list[str], count: int, run_features: int) -> tuple[list, int]:
+    requests, records = [], 0
+    for index in range(count):
+        if run_features <= 1:
+            body = {
+                "feature_name": names[index % len(names)],
+                "used_by_model": f"model_{index % 7}",
+                "model_version": "1.0.0",
+                "environment": "production",
+                "feature_importance": 0.5,
+                "correlation_with_target": 0.1,
+            }
+            records += 1
+        else:
+            chosen = [names[(index + k) % len(names)] for k in range(run_features)]
+            body = {
+                "used_by_model": f"model_{index % 7}",
+                "model_version": "1.0.0",
+                "environment": "production",
+                "features": {name: 0.5 for name in chosen},
+                "execution_id": f"run-{index}",
+            }
+            records += run_features
+        requests.append(("POST", "/api/v1/features/usage", body))
+    return requests, records
+
+
+def counted(url: str, names: list[str]) -> int:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+        return sum(
+            http.get(f"/api/v1/features/{n}/statistics").json()["total_usage"] for n in names
+        )
+
+
+def online_available(url: str) -> bool:
+    document = httpx.get(f"{url}/openapi.json").json()
+    return "/api/v1/online-features" in document["paths"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--features", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=3000, help="per measured step")
+    parser.add_argument("--run-features", type=int, default=10, help="features per model run")
+    parser.add_argument("--registry-url", help="default: a SQLite file in the project")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="fs-api-bench-") as folder:
+        root = Path(folder)
+        names = make_project(root, args.features, args.registry_url)
+        process, url = start_server(root, args.workers, args.registry_url)
+        try:
+            results = run(process.pid, url, names, args)
+        finally:
+            process.terminate()
+            process.wait(30)
+    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    results["load_average"] = [round(x, 1) for x in os.getloadavg()]
+    report(results)
+
+
+def run(pid: int, url: str, names: list[str], args) -> dict:
+    clients, count = args.clients, args.requests
+    warm = [("GET", f"/api/v1/features/{n}", None) for n in names]
+    asyncio.run(load(url, clients, warm + [("GET", "/healthz", None)] * 200))
+    results: dict = {"settings": vars(args)}
+    results["floor_healthz"] = measure(pid, url, clients, [("GET", "/healthz", None)] * count)
+    reads = [("GET", f"/api/v1/features/{names[i % len(names)]}", None) for i in range(count)]
+    results["get_feature"] = measure(pid, url, clients, reads)
+
+    before = counted(url, names)
+    posted = 0
+    for label, per_run in (("usage_single", 1), ("usage_model_run", args.run_features)):
+        requests, records = usage_requests(names, count, per_run)
+        step = measure(pid, url, clients, requests)
+        accepted = step["codes"].get(201, 0)
+        step["records_posted"] = accepted * per_run
+        step["records_per_second"] = round(accepted * per_run / step["seconds"], 1)
+        posted += accepted * per_run
+        results[label] = step
+    after = counted(url, names)
+    results["usage_count"] = {
+        "posted": posted,
+        "counted": after - before,
+        "lost": posted - (after - before),
+    }
+
+    if online_available(url):
+        body = {"features": names[:5], "entity_rows": [{"symbol": "AAA"}, {"symbol": "BBB"}]}
+        online = [("POST", "/api/v1/online-features", body)] * count
+        results["online_features"] = measure(pid, url, clients, online)
+    floor = results["floor_healthz"]["p99_ms"]
+    for key in ("get_feature", "usage_single", "usage_model_run", "online_features"):
+        if key in results:
+            results[key]["p99_ratio_to_floor"] = round(results[key]["p99_ms"] / floor, 2)
+    return results
+
+
+def report(results: dict) -> None:
+    rows = [
+        (
+            "step",
+            "req/s",
+            "records/s",
+            "p50 ms",
+            "p99 ms",
+            "p99 / floor",
+            "server CPU ms/req",
+            "codes",
+        )
+    ]
+    for key in (
+        "floor_healthz",
+        "get_feature",
+        "usage_single",
+        "usage_model_run",
+        "online_features",
+    ):
+        step = results.get(key)
+        if step is None:
+            rows.append((key, "-", "-", "-", "-", "-", "-", "-", "not offered by this server"))
+            continue
+        rows.append(
+            (
+                key,
+                f"{step['per_second']:,.0f}",
+                f"{step.get('records_per_second', 0):,.0f}"
+                if "records_per_second" in step
+                else "-",
+                f"{step['p50_ms']:.1f}",
+                f"{step['p99_ms']:.1f}",
+                f"{step.get('p99_ratio_to_floor', 1.0):.2f}",
+                f"{step['server_cpu_ms_per_request']:.2f}",
+                f"{step['capacity_per_second']:,.0f}",
+                json.dumps(step["codes"]),
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    count = results["usage_count"]
+    print(
+        f"usage records posted {count['posted']}, counted {count['counted']}, lost {count['lost']}"
+    )
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "api.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
