@@ -17,9 +17,11 @@ from featurestore_dagster.api.auth import TokenTable, is_loopback_client, load_t
 from featurestore_dagster.api.deps import ReadAccess
 from featurestore_dagster.api.errors import install_error_handlers
 from featurestore_dagster.api.schemas import ErrorBody, Health
+from featurestore_dagster.api.served import ServedStore, relaxed_graph
 from featurestore_dagster.store import FeatureStore
 
 API_PREFIX = "/api/v1"
+USAGE_PATH = f"{API_PREFIX}/features/usage"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 ENV_ANONYMOUS_READ = "FEATURESTORE_API_ANONYMOUS_READ"
 ENV_MAX_BODY_BYTES = "FEATURESTORE_API_MAX_BODY_BYTES"
@@ -71,6 +73,23 @@ class BodyLimit:
         if size < 0:
             return "invalid Content-Length header"
         return f"request body too large: {size} bytes (limit {self.limit})"
+
+
+class RelaxedReads:
+    """GET requests and usage posts may use definitions up to a second old
+    (``ServedStore``); every other request sees the files as they are now."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        relaxed = method in ("GET", "HEAD") or (method == "POST" and path == USAGE_PATH)
+        with relaxed_graph(relaxed):
+            await self.app(scope, receive, send)
 
 
 class LoopbackOnly:
@@ -145,6 +164,7 @@ def create_app(
         dependencies=[ReadAccess],
         responses=COMMON_RESPONSES,
     )
+    app.add_middleware(RelaxedReads)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     if not tokens.enabled:
         app.add_middleware(LoopbackOnly)
@@ -155,4 +175,4 @@ def app_from_environment() -> FastAPI:
     """The application of ``featurestore serve``: store and tokens from the environment."""
     anonymous = os.environ.get(ENV_ANONYMOUS_READ, "") in {"1", "true", "yes"}
     limit = int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES)
-    return create_app(FeatureStore(), load_tokens(anonymous_read=anonymous), max_body_bytes=limit)
+    return create_app(ServedStore(), load_tokens(anonymous_read=anonymous), max_body_bytes=limit)

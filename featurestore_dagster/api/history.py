@@ -18,6 +18,8 @@ from featurestore_dagster.api.schemas import (
     VersionCreate,
     VersionList,
 )
+from featurestore_dagster.api.served import relaxed_graph
+from featurestore_dagster.errors import UnknownFeatureError
 from featurestore_dagster.models import FeatureVersion
 from featurestore_dagster.usage.models import FeatureLineage, FeatureStatistics
 from featurestore_dagster.versioning.plan import Plan
@@ -35,7 +37,11 @@ router = APIRouter(tags=["versions and usage"])
 )
 def record_usage(usage: UsageIn, store: Store) -> Response:
     item = usage.model_dump(exclude_none=True)
-    result = store.record_usage_batch([item], return_records=True)
+    try:
+        result = store.record_usage_batch([item], return_records=True)
+    except UnknownFeatureError:  # maybe created a moment ago: look at the files again
+        with relaxed_graph(False):
+            result = store.record_usage_batch([item], return_records=True)
     body = UsageRecorded(
         records_written=result.records_written, features=result.features, records=result.records
     )

@@ -252,3 +252,23 @@ def test_openapi_document_has_every_route_with_a_response_model(api, client):
             schema = operation["responses"][success]["content"]["application/json"]["schema"]
             assert "$ref" in schema or schema.get("type") == "object", (method, path)
     assert httpx.get(f"{api.url}/docs").status_code == 200
+
+
+def test_edits_from_other_processes_are_seen(api, client):
+    import time
+
+    client.post("/features", json=close_price("ot_close")).raise_for_status()
+    client.get("/features/ot_close").raise_for_status()  # the server now holds this graph
+    open_store(api).update_feature("ot_close", description="edited elsewhere")
+    # A write right after sees the files as they are (no stale-graph refusal).
+    response = client.put("/features/ot_close", json={"tags": ["price", "edited"]})
+    assert response.status_code == 200, response.text
+    assert response.json()["current_version"] == "1.0.2"
+    assert response.json()["description"] == "edited elsewhere"
+    # A read sees a hand edit within about a second.
+    path = api.project / "feature_definitions" / "ot_close.yaml"
+    path.write_text(path.read_text().replace("edited elsewhere", "edited by hand"))
+    deadline = time.monotonic() + 10
+    while client.get("/features/ot_close").json()["description"] != "edited by hand":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
