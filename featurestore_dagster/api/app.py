@@ -88,8 +88,19 @@ class RelaxedReads:
             return
         method, path = scope["method"], scope["path"]
         relaxed = method in ("GET", "HEAD") or (method == "POST" and path == USAGE_PATH)
-        with relaxed_graph(relaxed):
-            await self.app(scope, receive, send)
+        store = scope["app"].state.store
+        if relaxed or not isinstance(store, ServedStore):
+            with relaxed_graph(relaxed):
+                await self.app(scope, receive, send)
+            return
+
+        async def marking(message: Message) -> None:
+            # The write is done when the answer starts: tell the other workers' reads first.
+            if message["type"] == "http.response.start":
+                store.mark_changed()
+            await send(message)
+
+        await self.app(scope, receive, marking)
 
 
 class LoopbackOnly:

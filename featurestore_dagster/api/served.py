@@ -4,11 +4,14 @@ Finding out whether any definition file changed means a ``stat`` of every file (
 per request at 1,000 features). A server answering many reads a second re-checks at most every
 ``refresh_seconds`` for reads and usage posts; every other request (anything that edits a
 definition) checks on each call, as the command line does, so a write never works from a
-stale graph. A definition file edited by hand is seen by reads within ``refresh_seconds``.
+stale graph. Each such request also touches a marker file that every worker's reads look at
+(one ``stat``), so a client reads its own writes whichever worker answers; a definition
+edited outside the server is seen by reads within ``refresh_seconds``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -40,18 +43,40 @@ class ServedStore(FeatureStore):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._served: tuple[float, FeatureGraph] | None = None
+        self._served: tuple[float, int, FeatureGraph] | None = None
         self._served_lock = threading.Lock()
+        self.marker_path = self.settings.cache_path.parent / "served_generation"
+
+    def _generation(self) -> int:
+        try:
+            return os.stat(self.marker_path).st_mtime_ns
+        except OSError:
+            return 0
+
+    def mark_changed(self) -> None:
+        """Tell every worker's reads that a definition may have changed."""
+        self.marker_path.parent.mkdir(parents=True, exist_ok=True)
+        self.marker_path.touch()
+        now = time.time_ns()
+        os.utime(self.marker_path, ns=(now, now))
+
+    def _usable(self, served, generation: int) -> bool:
+        return (
+            served is not None
+            and served[1] == generation
+            and time.monotonic() - served[0] < self.refresh_seconds
+        )
 
     @property
     def graph(self) -> FeatureGraph:
-        served = self._served
-        if _relaxed.get() and served and time.monotonic() - served[0] < self.refresh_seconds:
-            return served[1]
+        relaxed = _relaxed.get()
+        generation = self._generation() if relaxed else 0
+        if relaxed and self._usable(self._served, generation):
+            return self._served[2]
         with self._served_lock:  # one thread re-checks; the others wait for its answer
-            served = self._served
-            if _relaxed.get() and served and time.monotonic() - served[0] < self.refresh_seconds:
-                return served[1]
+            if relaxed and self._usable(self._served, generation):
+                return self._served[2]
+            generation = self._generation()
             graph = FeatureStore.graph.fget(self)
-            self._served = (time.monotonic(), graph)
+            self._served = (time.monotonic(), generation, graph)
             return graph
