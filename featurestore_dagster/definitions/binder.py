@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from featurestore_dagster.build.sandbox import NotOneStatementError, execute_one, lock_down
 from featurestore_dagster.build.transformations import render_sql
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import (
@@ -80,7 +81,7 @@ def bind_graph(
         cache: bound output schemas by (SQL, input schemas, declared output); filled here, so
             a later plan binds only what changed.
     """
-    conn = duckdb.connect()
+    conn = lock_down(duckdb.connect())  # user SQL is bound here: same sandbox as a build
     try:
         return _Binder(conn, graph, tables, {} if cache is None else cache).run()
     finally:
@@ -135,7 +136,9 @@ class _Binder:
             for table, schema in inputs.items():
                 self._create(table, schema)
             try:
-                rows = self.conn.execute(f"DESCRIBE {sql}").fetchall()
+                rows = execute_one(self.conn, f"DESCRIBE {sql}").fetchall()
+            except NotOneStatementError:
+                return None, []  # the graph's reference check reports it
             except duckdb.Error as error:
                 return None, [self._input_issue(d, error, inputs)]
             output = [(row[0], row[1]) for row in rows]

@@ -521,3 +521,20 @@ def test_custom_sql_may_read_its_table_and_declared_inputs(definitions_folder):
     )
     graph = FeatureGraph.load(definitions_folder.path, check_python=False)
     assert graph["close_price"].validation_rules[0].parameters["sql"] == rule
+
+
+def test_binding_at_plan_time_runs_on_a_locked_connection_too(world):
+    """``plan``/``check`` bind each SQL feature with DuckDB (DESCRIBE over empty tables): with
+    the reference check bypassed, that connection still reads and writes nothing outside."""
+    from featurestore_dagster.definitions.binder import bind_graph
+
+    secret, outside, canary = world
+    keys = ["read_text", "read_blob", "second_csv", "quoted_path", "smuggled_copy"]
+    keys += ["smuggled_attach", "smuggled_set"]
+    payloads = [transformation_probe(key, secret, outside) for key in keys]
+    prices = [("symbol", "VARCHAR"), ("date", "DATE"), ("close", "DOUBLE")]
+    issues = bind_graph(unvalidated_graph(payloads), {"raw.prices": prices})
+    text = "\n".join(str(issue) for issue in issues)
+    assert canary not in text
+    assert "disabled by configuration" in text  # the readers were refused by DuckDB itself
+    assert sorted(p.name for p in outside.iterdir()) == ["declared.csv"]
