@@ -22,9 +22,15 @@ from typing import Any
 import sqlglot
 import yaml
 
-from featurestore_dagster.definitions.sql import References, table_references
+from featurestore_dagster.definitions.sql import (
+    REFERENCE_RULES_VERSION,
+    References,
+    table_references,
+)
 
-_VERSION = f"3|sqlglot={sqlglot.__version__}|pyyaml={yaml.__version__}"
+_VERSION = (
+    f"3|rules={REFERENCE_RULES_VERSION}|sqlglot={sqlglot.__version__}|pyyaml={yaml.__version__}"
+)
 _MISSING = object()
 
 

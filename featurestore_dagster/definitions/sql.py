@@ -23,6 +23,12 @@ PARAMETER_PATTERN = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 LAKE_CATALOG = "featurestore"
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _TOO_DEEP = "SQL is nested too deeply to check (simplify the query)"
+# Real transformations are a dozen levels deep; sqlglot (and what reads its trees) recurses
+# per level, so a deeper tree is refused here instead of failing somewhere later.
+MAX_SQL_DEPTH = 256
+# Part of the load cache's key: bump it whenever what table_references refuses changes, so a
+# cached answer never lets through SQL that the current rules refuse.
+REFERENCE_RULES_VERSION = 2
 
 # Every DuckDB 1.5 function that reads a file or lists a directory: its path argument is a
 # reference, allowed only when declared under sources.
@@ -154,6 +160,8 @@ def check_one_select(sql: str) -> None:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as error:
         text = str(error).strip()
+        if "expression depth" in text:  # its hint (SET max_expression_depth) is not ours
+            raise SqlError(_TOO_DEEP) from None
         line, column = _duckdb_position(text)
         if line is None:  # "at end of input": sqlglot knows where it stopped
             try:
@@ -228,7 +236,14 @@ def _walk(tree: exp.Expression) -> References:
     tables: set[str] = set()
     files: set[str] = set()
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    for node in tree.walk():
+    depths = {id(tree): 0}
+    for node in tree.walk(bfs=True):
+        if node is not tree:
+            depth = depths[id(node)] = depths[id(node.parent)] + 1
+            if depth > MAX_SQL_DEPTH:
+                raise SqlError(
+                    f"SQL is nested more than {MAX_SQL_DEPTH} levels deep; simplify the query"
+                )
         if isinstance(node, _REFUSED_NODES):
             kind = node.key.upper()
             raise SqlError(f"SQL must be one SELECT: {kind} is not allowed anywhere in it")
@@ -335,9 +350,12 @@ def _refused(name: str) -> str:
 def normalize_sql(sql: str) -> str:
     """Canonical text of a query: comments, whitespace, keyword case and formatting removed."""
     tree = parse_select(sql)
-    for node in tree.walk():
-        node.comments = None
-    return tree.sql(dialect="duckdb", normalize=True, comments=False)
+    try:
+        for node in tree.walk():
+            node.comments = None
+        return tree.sql(dialect="duckdb", normalize=True, comments=False)
+    except RecursionError:
+        raise SqlError(_TOO_DEEP) from None
 
 
 def quote_table(table: str) -> str:

@@ -538,3 +538,31 @@ def test_binding_at_plan_time_runs_on_a_locked_connection_too(world):
     assert canary not in text
     assert "disabled by configuration" in text  # the readers were refused by DuckDB itself
     assert sorted(p.name for p in outside.iterdir()) == ["declared.csv"]
+
+
+@pytest.mark.parametrize("depth", [400, 1000])
+def test_deeply_nested_sql_is_one_message_on_every_command(depth, definitions_folder, store_env):
+    sql = "SELECT x FROM (" * depth + "SELECT 1 AS x" + ")" * depth
+    definitions_folder.write(probe_definition("deep_sql", sql, sources=[]))
+    for command in (["list"], ["plan"], ["materialize"]):
+        result = runner.invoke(app, command, env=store_env)
+        assert result.exit_code == 2, (command, result.output)
+        assert "nested" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_cached_answer_never_outlives_the_rules(tmp_path):
+    """The load cache is keyed by the reference rules' version: an entry written under older
+    rules is not served."""
+    from featurestore_dagster.definitions import cache as cache_module
+
+    path = tmp_path / "cache.json"
+    sql = "SELECT * FROM read_text('/etc/passwd')"
+    stale = {"version": "an older release", "entries": {}}
+    import hashlib
+    import json
+
+    key = "refs:" + hashlib.sha256(sql.encode()).hexdigest()
+    stale["entries"][key] = [[], []]  # "reads nothing": what an older, laxer check said
+    path.write_text(json.dumps(stale))
+    assert cache_module.LoadCache(path).references(sql).files == frozenset({"/etc/passwd"})
+    assert "rules=" in cache_module._VERSION
