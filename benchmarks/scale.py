@@ -34,9 +34,18 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from featurestore_dagster.orchestration.steps import MAX_FEATURES_PER_STEP
+
 ROOT = Path(__file__).resolve().parents[1]
 RAW_ROWS = 10_000
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+OURS_WITH_STEP = (
+    "import sys; import featurestore_dagster.orchestration.steps as s;"
+    " s.MAX_FEATURES_PER_STEP = {step}; from featurestore_dagster.cli import main;"
+    " sys.argv = ['featurestore', *sys.argv[1:]]; main()"
+)
 
 
 def write_definitions(folder: Path, count: int) -> None:
@@ -129,7 +138,10 @@ def make_step(index, names):
 names = [f"f_{{i:05d}}" for i in range(COUNT)]
 steps = [make_step(i, names[s : s + STEP]) for i, s in enumerate(range(0, COUNT, STEP))]
 instance = dg.DagsterInstance.get() if "DAGSTER_HOME" in __import__("os").environ else None
-run = lambda: dg.materialize([*steps, dg.AssetSpec(["raw", "ticks"])], instance=instance)
+quiet = {{"loggers": {{"console": {{"config": {{"log_level": "CRITICAL"}}}}}}}}  # as featurestore
+run = lambda: dg.materialize(
+    [*steps, dg.AssetSpec(["raw", "ticks"])], instance=instance, run_config=quiet
+)
 if PROFILE:
     import cProfile
     cProfile.run("result = run()", PROFILE)
@@ -160,7 +172,7 @@ def _clean_postgres() -> None:
     """Drop the Dagster tables of the previous side, so each side starts empty."""
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(POSTGRES_URL.replace("postgresql:", "postgresql+psycopg:"))
+    engine = sqlalchemy.create_engine(POSTGRES_URL)
     with engine.begin() as conn:
         names = conn.execute(
             sqlalchemy.text(
@@ -210,6 +222,8 @@ def bench(count: int, args, workdir: Path) -> dict:
         **instance_env(args.instance, workdir, f"ours_{count}"),
     }
     command = [sys.executable, "-m", "featurestore_dagster.cli", "materialize", "--json"]
+    if args.step != MAX_FEATURES_PER_STEP:  # an experiment: the same CLI, another step size
+        command[1:3] = ["-c", OURS_WITH_STEP.format(step=args.step)]
     if profile:
         command[1:1] = ["-m", "cProfile", "-o", f"{profile}_ours_{count}.prof"]
     if args.instance == "postgres":
@@ -245,7 +259,12 @@ def main() -> None:
     parser.add_argument(
         "--instance", choices=["ephemeral", "sqlite", "postgres"], default="ephemeral"
     )
-    parser.add_argument("--step", type=int, default=250, help="features per floor multi-asset")
+    parser.add_argument(
+        "--step",
+        type=int,
+        default=MAX_FEATURES_PER_STEP,
+        help="features per multi-asset, on both sides (default: featurestore's own)",
+    )
     parser.add_argument("--profile", help="write cProfile files with this path prefix")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/scale.json")
     args = parser.parse_args()
