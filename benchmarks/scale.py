@@ -34,18 +34,11 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from featurestore_dagster.orchestration.steps import MAX_FEATURES_PER_STEP
+from featurestore_dagster.orchestration.steps import MAX_FEATURES_PER_STEP, STEP_SIZE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW_ROWS = 10_000
 POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-
-
-OURS_WITH_STEP = (
-    "import sys; import featurestore_dagster.orchestration.steps as s;"
-    " s.MAX_FEATURES_PER_STEP = {step}; from featurestore_dagster.cli import main;"
-    " sys.argv = ['featurestore', *sys.argv[1:]]; main()"
-)
 
 
 def write_definitions(folder: Path, count: int) -> None:
@@ -219,11 +212,10 @@ def bench(count: int, args, workdir: Path) -> dict:
         "FEATURESTORE_DEFINITIONS": str(folder),
         "FEATURESTORE_DUCKDB_PATH": str(ours_db),
         "FEATURESTORE_REGISTRY_URL": f"sqlite:///{workdir / f'registry_{count}.db'}",
+        STEP_SIZE_ENV: str(args.step),
         **instance_env(args.instance, workdir, f"ours_{count}"),
     }
     command = [sys.executable, "-m", "featurestore_dagster.cli", "materialize", "--json"]
-    if args.step != MAX_FEATURES_PER_STEP:  # an experiment: the same CLI, another step size
-        command[1:3] = ["-c", OURS_WITH_STEP.format(step=args.step)]
     if profile:
         command[1:1] = ["-m", "cProfile", "-o", f"{profile}_ours_{count}.prof"]
     if args.instance == "postgres":

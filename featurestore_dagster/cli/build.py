@@ -34,6 +34,24 @@ def materialize(
             help="Refuse (exit 2) to build any definition that is not a registered version.",
         ),
     ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="in_process: build steps one after the other in this process. multiprocess:"
+            " each build step (a group of up to 250 features) in a process of its own, several"
+            " at once; independent features then build in parallel.",
+        ),
+    ] = "in_process",
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="With --executor multiprocess: at most this many steps at once (default: one"
+            " per CPU).",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Build the selected features and their upstream through Dagster into DuckDB.
@@ -61,6 +79,8 @@ def materialize(
         names or None,
         console=None if json_output else err,
         code_versions=versions,
+        executor=executor.replace("-", "_"),
+        max_processes=processes,
     )
     warn_unregistered(unregistered_builds(graph, selected, lambda d: versions[d.feature_name]))
     if json_output:

@@ -32,7 +32,7 @@ from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.errors import UnregisteredBuildError
 from featurestore_dagster.orchestration.automation import automation_sensor
 from featurestore_dagster.orchestration.naming import describe_cron, schedule_names
-from featurestore_dagster.orchestration.steps import MAX_FEATURES_PER_STEP, BuildStep, plan_steps
+from featurestore_dagster.orchestration.steps import BuildStep, plan_steps
 from featurestore_dagster.orchestration.translator import FeatureTranslator, build_specs
 from featurestore_dagster.registry import Registry
 from featurestore_dagster.registry.materializations import MaterializationRecorder
@@ -67,6 +67,7 @@ class FeatureStoreResource:
     on_result: list[Callable[[FeatureBuild], None]] = field(default_factory=list)
     now: datetime | None = None
     record_materializations: bool = True
+    report_dir: str | None = None  # multiprocess runs: each step leaves its builds here
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         self.settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,7 @@ def build_assets(
     graph: FeatureGraph,
     translator: FeatureTranslator | None = None,
     *,
-    max_features_per_step: int = MAX_FEATURES_PER_STEP,
+    max_features_per_step: int | None = None,
 ) -> list[dg.AssetsDefinition | dg.AssetSpec]:
     """One multi-asset per build step (see ``steps.py``) plus one external asset per source."""
     translator = translator or FeatureTranslator()
@@ -141,6 +142,7 @@ def _step_asset(
             except UnregisteredBuildError as error:
                 raise dg.Failure(description=str(error), allow_retries=False) from None
         failures: list[str] = []
+        reported: list[FeatureBuild] = []
         recorder = MaterializationRecorder(
             resource.settings.registry_url, context.run.run_id, translator.get_code_version, graph
         )
@@ -175,6 +177,7 @@ def _step_asset(
                 yield from _check_results(key, build, selected_checks)
             for build in builder.build_all(selected, on_start=resource.on_start):
                 _label_unregistered(build, translator.get_code_version(graph[build.feature_name]))
+                reported.append(build)
                 for hook in resource.on_result:
                     hook(build)
                 if resource.record_materializations:
@@ -186,6 +189,10 @@ def _step_asset(
         finally:
             conn.close()
             recorder.flush(context.log)
+            if resource.report_dir is not None:
+                from featurestore_dagster.orchestration.multiprocess import write_report
+
+                write_report(resource.report_dir, step.name, reported)
         if failures:
             raise dg.Failure(
                 description="Some features were not published:\n" + "\n".join(failures),

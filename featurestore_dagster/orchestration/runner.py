@@ -13,6 +13,8 @@ from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import FeatureStatus
 from featurestore_dagster.errors import ConfigError, MaterializationError, UnknownFeatureError
 
+EXECUTORS = ("in_process", "multiprocess")
+
 
 def select_features(graph: FeatureGraph, names: Iterable[str] | None) -> list[str]:
     """``names`` plus their upstream, in build order (every compiled feature when None)."""
@@ -36,14 +38,20 @@ def run_build(
     resource=None,
     code_versions: Mapping[str, str] | None = None,
     max_features_per_step: int | None = None,
+    executor: str = "in_process",
+    max_processes: int | None = None,
 ) -> list[FeatureBuild]:
-    """Build the selection with ``dagster.materialize`` and return what happened to each feature.
+    """Build the selection in one Dagster run and return what happened to each feature.
 
     Args:
         console: a rich console for a progress display (None: no display).
         resource: a preconfigured ``FeatureStoreResource`` (hooks); one is made from settings.
         code_versions: feature -> code version (default: from the registry's history).
-        max_features_per_step: the size bound of one multi-asset (default: ``steps.py``'s).
+        max_features_per_step: the size bound of one multi-asset (default:
+            ``FEATURESTORE_MAX_FEATURES_PER_STEP`` or 250, see ``steps.py``).
+        executor: ``in_process`` (``dagster.materialize``: every step in this process, one
+            after the other) or ``multiprocess`` (each step in a process of its own, up to
+            ``max_processes`` at once, default one per CPU; see ``multiprocess.py``).
     """
     import dagster as dg
 
@@ -56,6 +64,8 @@ def run_build(
     from featurestore_dagster.registry import Registry
     from featurestore_dagster.store import code_versions as history
 
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor '{executor}'; use one of: {', '.join(EXECUTORS)}")
     selected = select_features(graph, names)
     if not selected:
         return []
@@ -78,24 +88,41 @@ def run_build(
     if code_versions is None:  # a registry that cannot be read is an error here (exit 2)
         code_versions = history(graph, Registry(settings.registry_url), settings=settings)
     translator = FeatureTranslator(code_versions=code_versions)
-    from featurestore_dagster.orchestration.steps import MAX_FEATURES_PER_STEP
+    from featurestore_dagster.orchestration.steps import max_features_per_step as default_size
 
-    step_size = max_features_per_step or MAX_FEATURES_PER_STEP
-    assets = build_assets(graph, translator, max_features_per_step=step_size)
+    step_size = max_features_per_step or default_size()
     keys = [translator.get_asset_key(graph[n]) for n in selected]
     instance = dagster_instance()
+    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    tags = {"featurestore/command": "materialize"}
     try:
-        if progress is not None:
-            progress.start()
-        result = dg.materialize(
-            assets,
-            selection=keys,
-            resources={RESOURCE_KEY: resource},
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            tags={"featurestore/command": "materialize"},
-        )
+        if executor == "multiprocess":
+            from featurestore_dagster.orchestration.multiprocess import run_multiprocess
+
+            reported, result = run_multiprocess(
+                settings,
+                keys,
+                code_versions=code_versions,
+                max_features_per_step=step_size,
+                max_processes=max_processes,
+                instance=instance,
+                run_config=run_config,
+                tags={**tags, "featurestore/executor": "multiprocess"},
+            )
+            builds.extend(reported)
+        else:
+            assets = build_assets(graph, translator, max_features_per_step=step_size)
+            if progress is not None:
+                progress.start()
+            result = dg.materialize(
+                assets,
+                selection=keys,
+                resources={RESOURCE_KEY: resource},
+                instance=instance,
+                raise_on_error=False,
+                run_config=run_config,
+                tags=tags,
+            )
     except Exception as error:  # a Dagster setup error: report it, no traceback
         raise MaterializationError(f"Dagster could not run the build: {error}") from error
     finally:
@@ -103,45 +130,59 @@ def run_build(
             progress.stop()
     if len(builds) < len(selected):
         builds += _not_run(graph, selected, builds, result, step_size)
-    return builds
+    order = {name: i for i, name in enumerate(selected)}  # build order, whatever ran first
+    return sorted(builds, key=lambda b: order.get(b.feature_name, len(order)))
 
 
 def _not_run(graph, selected, builds, result, step_size) -> list[FeatureBuild]:
-    """Skipped builds for the features of steps Dagster did not run.
+    """Builds for the selected features no step reported.
 
-    Dagster does not start a step downstream of a failed one (a step fails when one of its
-    features is not published), so those features are reported as skipped, naming the upstream
-    that was not published. When no feature failed, a step crashed: that is an error.
+    A feature whose step failed before reporting it (a crash, a lost process, a lock) is
+    ``failed`` with the step's error. A feature whose step Dagster never started (a step
+    downstream of a failed one) is ``skipped``, naming the upstream that was not published.
     """
     from featurestore_dagster.build.publish import BuildStatus
     from featurestore_dagster.orchestration.steps import plan_steps
 
+    step_errors = _step_failures(result)
     bad = {b.feature_name: b.status for b in builds if not b.ok}
-    if not bad:
-        raise MaterializationError(
-            f"the build stopped after {len(builds)} of {len(selected)} feature(s): "
-            + _step_failure(result)
-        )
     done = {b.feature_name for b in builds}
     step_of = {n: s.name for s in plan_steps(graph.compiled, step_size) for n in s.features}
-    skipped = []
+    missing = []
     for name in graph.topological_order(n for n in selected if n not in done):
         definition = graph[name]
         parent = next((p for p in definition.upstream_features if p in bad), None)
+        step = step_of[name]
+        status, reason = BuildStatus.SKIPPED, None
         if parent is not None:
             reason = f"upstream '{parent}' was {bad[parent].value}"
-        else:
+        elif step in step_errors:
+            status, reason = BuildStatus.FAILED, f"its Dagster step '{step}' failed: "
+            reason += step_errors[step]
+        elif bad:
             reason = (
-                f"its Dagster step '{step_of[name]}' did not run: an upstream step did not"
-                f" publish every feature ({', '.join(sorted(bad))})"
+                f"its Dagster step '{step}' did not run: an upstream step did not publish"
+                f" every feature ({', '.join(sorted(bad)[:5])})"
             )
-        bad[name] = BuildStatus.SKIPPED
-        skipped.append(
-            FeatureBuild(
-                name, definition.version, definition.table_name, BuildStatus.SKIPPED, error=reason
+        else:
+            raise MaterializationError(
+                f"the build stopped after {len(builds)} of {len(selected)} feature(s): "
+                + _step_failure(result)
             )
+        bad[name] = status
+        missing.append(
+            FeatureBuild(name, definition.version, definition.table_name, status, error=reason)
         )
-    return skipped
+    return missing
+
+
+def _step_failures(result) -> dict[str, str]:
+    """Step key -> the first line of the error its failure recorded."""
+    failures = {}
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE" and event.step_key not in failures:
+            failures[event.step_key] = _error_line(event.step_failure_data.error)
+    return failures
 
 
 def audit_live_tables(
@@ -188,12 +229,17 @@ def _step_failure(result) -> str:
     """The error message Dagster recorded for the failed step (without its traceback)."""
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            while error is not None and error.cause is not None and "Failure" not in error.cls_name:
-                error = error.cause
-            if error is not None:
-                return error.message.strip().splitlines()[-1]
+            return _error_line(event.step_failure_data.error)
     return "the build step did not complete"
+
+
+def _error_line(error) -> str:
+    while error is not None and error.cause is not None and "Failure" not in error.cls_name:
+        error = error.cause
+    if error is None:
+        return "the step failed"
+    lines = error.message.strip().splitlines()
+    return lines[-1] if lines else error.cls_name
 
 
 def _progress(console, total: int):

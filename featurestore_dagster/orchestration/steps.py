@@ -19,6 +19,7 @@ Everything here is pure: the same graph always gives the same steps and names.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
 
@@ -26,7 +27,24 @@ from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import FeatureDefinition
 
 MAX_FEATURES_PER_STEP = 250
+STEP_SIZE_ENV = "FEATURESTORE_MAX_FEATURES_PER_STEP"
 STEP_PREFIX = "build_"
+
+
+def max_features_per_step() -> int:
+    """The bound on one step's features: ``FEATURESTORE_MAX_FEATURES_PER_STEP`` or 250.
+
+    Raises:
+        ConfigError: the variable is set but not a positive integer.
+    """
+    text = os.environ.get(STEP_SIZE_ENV, "").strip()
+    if not text:
+        return MAX_FEATURES_PER_STEP
+    if not text.isdigit() or int(text) < 1:
+        from featurestore_dagster.errors import ConfigError
+
+        raise ConfigError(f"{STEP_SIZE_ENV}={text!r} must be a positive whole number")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -38,7 +56,7 @@ class BuildStep:
 
 
 def plan_steps(
-    definitions: list[FeatureDefinition], max_features: int = MAX_FEATURES_PER_STEP
+    definitions: list[FeatureDefinition], max_features: int | None = None
 ) -> list[BuildStep]:
     """Group compiled ``definitions`` (in build order) into steps of at most ``max_features``.
 
@@ -46,6 +64,7 @@ def plan_steps(
         >>> [s.name for s in plan_steps(FeatureGraph.load(path).compiled)]
         ['build_derived', 'build_raw', 'build_technical_indicator']
     """
+    max_features = max_features or max_features_per_step()
     if max_features < 1:
         raise ValueError("max_features must be at least 1")
     by_name = {d.feature_name: d for d in definitions}
@@ -123,6 +142,6 @@ def _named(groups: list[list[str]], by_name: dict[str, FeatureDefinition]) -> li
     return steps
 
 
-def steps_of(graph: FeatureGraph, max_features: int = MAX_FEATURES_PER_STEP) -> list[BuildStep]:
+def steps_of(graph: FeatureGraph, max_features: int | None = None) -> list[BuildStep]:
     """``plan_steps`` over the graph's compiled features."""
     return plan_steps(graph.compiled, max_features)

@@ -136,3 +136,37 @@ def test_rejection_skips_only_what_is_below_it_across_steps(
     # One step holding the whole component: the same outcome, decided inside the step.
     again = run_build(graph, settings, code_versions={})
     assert {b.feature_name: b.status.value for b in again} == status
+
+
+def test_multiprocess_executor_builds_every_step_and_loses_nothing(
+    definitions_folder, store_env, tmp_path, monkeypatch
+):
+    """Steps in processes of their own (one feature per step): every build comes back, a
+    rejection still skips exactly what is below it, the registry has one row per feature."""
+    seed_prices(tmp_path / "features.duckdb")
+    negative = {"rule_type": "range", "parameters": {"max": 0}, "is_blocking": True}
+    for i in range(4):
+        definitions_folder.write(feature(f"close_{i}", feature_type="raw"))
+    definitions_folder.write(feature("double_0", ["close_0"]))
+    definitions_folder.write(feature("bad", ["close_1"], validation_rules=[negative]))
+    definitions_folder.write(feature("below", ["bad"]))
+    monkeypatch.setenv("FEATURESTORE_MAX_FEATURES_PER_STEP", "1")
+    settings = Settings.load()
+    graph = FeatureGraph.from_settings(settings)
+    builds = run_build(graph, settings, code_versions={}, executor="multiprocess", max_processes=1)
+    status = {b.feature_name: b.status.value for b in builds}
+    assert status == {
+        **{f"close_{i}": "published" for i in range(4)},
+        "double_0": "published",
+        "bad": "rejected",
+        "below": "skipped",
+    }
+    # In build order, as the in-process executor reports them.
+    assert [b.feature_name for b in builds] == graph.topological_order(status)
+    from featurestore_dagster.registry import Registry
+
+    registry = Registry(settings.registry_url)
+    for name in status:
+        if name != "below":
+            (row,) = registry.materializations(name)
+            assert row.status == status[name]
