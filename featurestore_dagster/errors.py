@@ -95,6 +95,10 @@ class MaterializationError(FeatureStoreError):
     exit_code = 1
 
 
+class PartitionError(FeatureStoreError):
+    """A partition key or range that the feature's partitions do not hold (exit 2)."""
+
+
 class BreakingChangeError(FeatureStoreError):
     """A breaking change used by production models, applied without explicit consent."""
 

@@ -12,12 +12,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 import duckdb
 
 from featurestore_dagster.build.checks import CheckOutcome, TableProfile, evaluate_checks
+from featurestore_dagster.build.partitions import BuildWindow
 from featurestore_dagster.build.transformations import build_into, render_sql
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import (
@@ -52,6 +53,7 @@ class FeatureBuild:
     seconds: float = 0.0
     error: str | None = None
     rejected_table: str | None = None
+    window: str | None = None  # a partition run: the window built, audited and replaced
 
     @property
     def checks_passed(self) -> int:
@@ -129,8 +131,12 @@ class FeatureBuilder:
         names: Iterable[str],
         *,
         on_start: Callable[[FeatureDefinition], None] | None = None,
+        window: BuildWindow | None = None,
     ) -> Iterator[FeatureBuild]:
-        """Build ``names`` in dependency order, skipping what sits downstream of a failure."""
+        """Build ``names`` in dependency order, skipping what sits downstream of a failure.
+
+        ``window``: a partition run of partitioned features; only that window is rebuilt.
+        """
         blocked: dict[str, BuildStatus] = {}  # feature -> why its downstream cannot run
         for name in self.graph.topological_order(names):
             definition = self.graph[name]
@@ -147,13 +153,17 @@ class FeatureBuilder:
                 continue
             if on_start:
                 on_start(definition)
-            result = self.build(definition)
+            result = self.build(definition, window=window)
             if not result.ok:
                 blocked[name] = result.status
             yield result
 
-    def build(self, definition: FeatureDefinition) -> FeatureBuild:
-        """Build one feature with write-audit-publish."""
+    def build(
+        self, definition: FeatureDefinition, *, window: BuildWindow | None = None
+    ) -> FeatureBuild:
+        """Build one feature with write-audit-publish (only ``window`` of a partitioned one)."""
+        if definition.partitions is None:
+            window = None
         started = time.perf_counter()
         self._warn_deprecated(definition)
         staging = staging_table(definition)
@@ -167,7 +177,13 @@ class FeatureBuilder:
             self._ensure_schema(definition.table_name.split(".")[0])
             self._require_sources(definition)
             inputs = {p: self.graph[p].table_name for p in definition.upstream_features}
-            build_into(self.conn, definition, staging, inputs)
+            times = {
+                self.graph[p].table_name: self.graph[p].timestamp_column
+                for p in definition.upstream_features
+            }
+            build_into(
+                self.conn, definition, staging, inputs, window=window, upstream_time_columns=times
+            )
         except Exception as error:  # user SQL or python code may fail in any way
             self._drop(staging)
             result.error = _first_line(error)
@@ -178,15 +194,16 @@ class FeatureBuilder:
             self.conn,
             definition,
             quote_table(staging),
-            now=self.now,
+            now=judged_at(self.now, window),
             unique_key_proof=self._unique_key_proof(definition),
         )
         result.checks, result.profile, result.rows = checks, profile, profile.row_count
+        result.window = window.label if window is not None else None
         if any(c.blocking and not c.passed for c in checks):
             result.status = BuildStatus.REJECTED
             result.rejected_table = self._reject(definition, staging)
         else:
-            self._publish(definition, staging)
+            self._publish(definition, staging, window)
             self._published.add(definition.feature_name)
             result.status = BuildStatus.PUBLISHED
         result.seconds = time.perf_counter() - started
@@ -205,13 +222,24 @@ class FeatureBuilder:
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _publish(self, definition: FeatureDefinition, staging: str) -> None:
+    def _publish(
+        self, definition: FeatureDefinition, staging: str, window: BuildWindow | None = None
+    ) -> None:
         live = quote_table(definition.table_name)
         _, table = definition.table_name.split(".")
+        replace_window = window is not None and self._exists(definition.table_name)
         self.conn.execute("BEGIN TRANSACTION")
         try:
-            self.conn.execute(f"DROP TABLE IF EXISTS {live}")
-            self.conn.execute(f'ALTER TABLE {quote_table(staging)} RENAME TO "{table}"')
+            if replace_window:  # only the window's rows are swapped
+                condition = window.condition(definition.timestamp_column)
+                self.conn.execute(f"DELETE FROM {live} WHERE {condition}")
+                self.conn.execute(
+                    f"INSERT INTO {live} BY NAME SELECT * FROM {quote_table(staging)}"
+                )
+                self.conn.execute(f"DROP TABLE {quote_table(staging)}")
+            else:
+                self.conn.execute(f"DROP TABLE IF EXISTS {live}")
+                self.conn.execute(f'ALTER TABLE {quote_table(staging)} RENAME TO "{table}"')
             self.conn.execute("COMMIT")
         except duckdb.Error:
             self.conn.execute("ROLLBACK")
@@ -225,6 +253,16 @@ class FeatureBuilder:
         )
         self._drop(staging)
         return target
+
+    def _exists(self, table: str) -> bool:
+        schema, name = table.split(".")
+        return bool(
+            self.conn.execute(
+                "SELECT count(*) FROM information_schema.tables"
+                " WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
+                [schema, name],
+            ).fetchone()[0]
+        )
 
     def _drop(self, table: str) -> None:
         self.conn.execute(f"DROP TABLE IF EXISTS {quote_table(table)}")
@@ -256,6 +294,18 @@ class FeatureBuilder:
                 log.warning(
                     "feature '%s' uses deprecated feature '%s'", definition.feature_name, parent
                 )
+
+
+def judged_at(now: datetime | None, window: BuildWindow | None) -> datetime | None:
+    """When freshness is judged: a past window at its own end (a backfill of 2020 is not
+    stale data), the latest window now."""
+    if window is None:
+        return now
+    end = datetime.combine(window.end, datetime.min.time(), tzinfo=UTC)
+    current = now if now is not None else datetime.now(UTC)
+    if current.tzinfo is None:
+        current = current.replace(tzinfo=UTC)
+    return min(current, end)
 
 
 def _first_line(error: BaseException) -> str:

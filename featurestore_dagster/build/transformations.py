@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from featurestore_dagster.build.partitions import BuildWindow, sample_window, windowed_sql
 from featurestore_dagster.build.sandbox import execute_one
 from featurestore_dagster.definitions.models import FeatureDefinition, TransformationType
 from featurestore_dagster.definitions.sql import (
@@ -37,10 +38,19 @@ class PythonImportError(ValueError):
     """A ``module:function`` reference that does not resolve to a callable."""
 
 
-def render_sql(definition: FeatureDefinition) -> str:
-    """The definition's SQL with ``{{ parameters }}`` substituted as literals."""
+def render_sql(definition: FeatureDefinition, window: BuildWindow | None = None) -> str:
+    """The definition's SQL with ``{{ parameters }}`` substituted as literals.
+
+    A partitioned feature's ``{{ partition_start }}`` / ``{{ partition_end }}`` become the
+    window's dates (a sample window when none is given: checking references, binding).
+    """
     transformation = definition.transformation
-    return substitute_parameters(transformation.code, transformation.parameters)
+    if definition.partitions is None:
+        return substitute_parameters(transformation.code, transformation.parameters)
+    window = window or sample_window(definition)
+    return substitute_parameters(
+        transformation.code, transformation.parameters, **window.placeholders()
+    )
 
 
 def import_transformation(reference: str) -> Callable[..., Any]:
@@ -119,6 +129,9 @@ def build_into(
     definition: FeatureDefinition,
     target: str,
     input_tables: Mapping[str, str],
+    *,
+    window: BuildWindow | None = None,
+    upstream_time_columns: Mapping[str, str] | None = None,
 ) -> None:
     """Run the transformation and store its result as table ``target`` (replacing it).
 
@@ -127,19 +140,41 @@ def build_into(
         definition: the feature.
         target: ``schema.table`` to create.
         input_tables: upstream feature name -> its live table (python inputs).
+        window: a partition run's window: only its rows are computed and kept, upstream
+            features are read from ``lookback`` before it (see ``build/partitions.py``).
+        upstream_time_columns: upstream table -> its timestamp column (with ``window``).
     """
     quoted = quote_table(target)
     if definition.transformation.transformation_type == TransformationType.SQL:
-        sql = render_sql(definition)
+        sql = render_sql(definition, window)
+        if window is not None:
+            check_one_select(sql)  # the user's text, before it is parsed and rewritten
+            sql = windowed_sql(sql, definition, window, upstream_time_columns or {})
         check_one_select(sql)  # DuckDB's own parser: one SELECT, checked before pasting it in
         execute_one(conn, f"CREATE OR REPLACE TABLE {quoted} AS {sql}")
         return
     function = import_transformation(definition.transformation.code)
-    inputs = {name: conn.table(table) for name, table in input_tables.items()}
+    parameters = dict(definition.transformation.parameters)
+    if window is None:
+        inputs = {name: conn.table(table) for name, table in input_tables.items()}
+    else:
+        lookback = definition.partitions.lookback_days if definition.partitions else 0
+        columns = upstream_time_columns or {}
+        inputs = {
+            name: conn.table(table).filter(window.condition(columns[table], lookback_days=lookback))
+            if table in columns
+            else conn.table(table)
+            for name, table in input_tables.items()
+        }
+        parameters.update(partition_start=window.start, partition_end=window.end)
     for source in definition.table_sources:
         inputs[source] = conn.table(source)
-    result = function(conn, inputs, **definition.transformation.parameters)
+    result = function(conn, inputs, **parameters)
     _store(conn, result, quoted, definition)
+    if window is not None:  # keep exactly the window's rows, whatever the function returned
+        conn.execute(
+            f"DELETE FROM {quoted} WHERE NOT ({window.condition(definition.timestamp_column)})"
+        )
 
 
 def _store(conn, result: Any, quoted: str, definition: FeatureDefinition) -> None:

@@ -52,12 +52,30 @@ def materialize(
             " per CPU).",
         ),
     ] = None,
+    partition: Annotated[
+        str | None,
+        typer.Option(
+            "--partition",
+            help="Rebuild only this partition (2024-02-01) of the named partitioned features.",
+        ),
+    ] = None,
+    partition_range: Annotated[
+        str | None,
+        typer.Option(
+            "--partition-range",
+            help="Rebuild only these partitions (2024-02-01...2024-02-29), in one run.",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Build the selected features and their upstream through Dagster into DuckDB.
 
     A definition that is not a registered version is built as VERSION+dev.FINGERPRINT, with a
     warning; --registered-only refuses it instead.
+
+    With --partition or --partition-range, only that window of the named time-partitioned
+    features is computed, audited and replaced (with their upstream of the same partitioning;
+    other upstream features are read as they are). A key outside the partitions is exit 2.
     """
     config = settings()
     graph = load_graph(config)
@@ -73,11 +91,18 @@ def materialize(
     selected = select_features(graph, names or None)
     if registered_only:
         refuse_unregistered(graph, selected, lambda d: versions[d.feature_name])
+    from featurestore_dagster.errors import PartitionError
+
+    if partition is not None and partition_range is not None:
+        raise PartitionError("give --partition or --partition-range, not both")
+    if partition_range is not None and "..." not in partition_range:
+        raise PartitionError(f"'{partition_range}' is not a partition range: write FIRST...LAST")
     builds = run_build(
         graph,
         config,
         names or None,
         console=None if json_output else err,
+        partitions=partition if partition is not None else partition_range,
         code_versions=versions,
         executor=executor.replace("-", "_"),
         max_processes=processes,
@@ -175,6 +200,7 @@ def build_json(build) -> dict[str, Any]:
         "seconds": round(build.seconds, 3),
         "error": build.error,
         "rejected_table": build.rejected_table,
+        "window": build.window,
         "checks": [
             {
                 "name": c.name,

@@ -44,6 +44,7 @@ DATA_FIELDS = (
     "sources",
     "validation_rules",
     "duckdb_table",
+    "partitions",
 )
 METADATA_FIELDS = (
     "description",
@@ -160,7 +161,7 @@ def data_components(definition: FeatureDefinition) -> dict[str, Any]:
     """Canonical value of every data field, keyed by its dotted field name."""
     transformation = definition.transformation
     source = python_source(definition)
-    return {
+    components: dict[str, Any] = {
         "data_type": definition.data_type.value,
         "entity_columns": list(definition.entity_columns),
         "timestamp_column": definition.timestamp_column,
@@ -173,6 +174,10 @@ def data_components(definition: FeatureDefinition) -> dict[str, Any]:
         "validation_rules": _rules(definition),
         "duckdb_table": definition.table_name,
     }
+    # Only when set, so that unpartitioned definitions keep the fingerprints they registered.
+    if definition.partitions is not None:
+        components["partitions"] = definition.partitions.model_dump(mode="json")
+    return components
 
 
 def metadata_components(definition: FeatureDefinition) -> dict[str, Any]:

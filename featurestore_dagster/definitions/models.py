@@ -22,6 +22,13 @@ from pydantic import (
     model_validator,
 )
 
+from featurestore_dagster.definitions.scheduling import (  # noqa: F401 (re-exported)
+    PARTITION_PLACEHOLDERS,
+    Automation,
+    Partitions,
+    PartitionType,
+)
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Dagster tag values/keys and check names accept only these characters (measured, DESIGN.md).
@@ -71,13 +78,6 @@ class FeatureStatus(StrEnum):
 class TransformationType(StrEnum):
     SQL = "sql"
     PYTHON = "python"
-
-
-class Automation(StrEnum):
-    """How Dagster's declarative automation keeps a feature up to date."""
-
-    EAGER = "eager"  # whenever an upstream feature (or source) is updated
-    ON_CRON = "on_cron"  # on each tick of the feature's ``schedule``, once its upstream updated
 
 
 class RuleType(StrEnum):
@@ -280,6 +280,7 @@ class FeatureDefinition(_Strict):
     validation_rules: list[ValidationRule] = Field(default_factory=list)
     schedule: str | None = None
     automation: Automation | None = None
+    partitions: Partitions | None = None
     duckdb_table: str | None = None
     changelog: str | None = None
     breaking_changes: bool = False

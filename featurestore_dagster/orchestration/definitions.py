@@ -32,6 +32,7 @@ from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.errors import UnregisteredBuildError
 from featurestore_dagster.orchestration.automation import automation_sensor
 from featurestore_dagster.orchestration.naming import describe_cron, schedule_names
+from featurestore_dagster.orchestration.partitions import run_window
 from featurestore_dagster.orchestration.steps import BuildStep, plan_steps
 from featurestore_dagster.orchestration.translator import FeatureTranslator, build_specs
 from featurestore_dagster.registry import Registry
@@ -124,6 +125,8 @@ def _step_asset(
     # runs when they were materialized, i.e. published.
     parents = {p for n in step.features for p in graph[n].upstream_features} - set(step.features)
     parent_by_key = {all_specs[p].key: p for p in parents if p in all_specs}
+    # A step holds features of one partitioning (steps.py); a range of partitions is one run.
+    partitions_def = specs[0].partitions_def
 
     @dg.multi_asset(
         name=step.name,
@@ -131,6 +134,8 @@ def _step_asset(
         check_specs=check_specs,
         can_subset=True,
         required_resource_keys={RESOURCE_KEY},
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitions_def else None,
     )
     def build_features(context: dg.AssetExecutionContext):
         resource: FeatureStoreResource = getattr(context.resources, RESOURCE_KEY)
@@ -175,7 +180,8 @@ def _step_asset(
                             description=build.error,
                         )
                 yield from _check_results(key, build, selected_checks)
-            for build in builder.build_all(selected, on_start=resource.on_start):
+            window = run_window(context) if partitions_def else None
+            for build in builder.build_all(selected, on_start=resource.on_start, window=window):
                 _label_unregistered(build, translator.get_code_version(graph[build.feature_name]))
                 reported.append(build)
                 for hook in resource.on_result:
@@ -268,9 +274,18 @@ def _check_results(key: dg.AssetKey, build: FeatureBuild, selected_checks):
             severity=dg.AssetCheckSeverity.ERROR
             if outcome.blocking
             else dg.AssetCheckSeverity.WARN,
-            description=outcome.description,
-            metadata=_clean(outcome.metadata),
+            description=_audited(outcome.description, build.window),
+            metadata=_clean(
+                {**outcome.metadata, "partition_window": build.window}
+                if build.window
+                else outcome.metadata
+            ),
         )
+
+
+def _audited(description: str, window: str | None) -> str:
+    """A check of a partition run says which window it audited."""
+    return f"{description} (audited window {window})" if window else description
 
 
 def run_metadata(build: FeatureBuild) -> dict[str, object]:
@@ -282,6 +297,8 @@ def run_metadata(build: FeatureBuild) -> dict[str, object]:
         "checks_passed": build.checks_passed,
         "checks_failed": build.checks_failed,
     }
+    if build.window:
+        metadata["partition_window"] = build.window
     profile = build.profile
     if profile is not None:
         for name in ("min", "max", "mean", "null_fraction"):

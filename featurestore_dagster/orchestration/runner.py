@@ -40,8 +40,9 @@ def run_build(
     max_features_per_step: int | None = None,
     executor: str = "in_process",
     max_processes: int | None = None,
+    partitions: str | None = None,
 ) -> list[FeatureBuild]:
-    """Build the selection in one Dagster run and return what happened to each feature.
+    """Build the selection through Dagster and return what happened to each feature.
 
     Args:
         console: a rich console for a progress display (None: no display).
@@ -52,29 +53,34 @@ def run_build(
         executor: ``in_process`` (``dagster.materialize``: every step in this process, one
             after the other) or ``multiprocess`` (each step in a process of its own, up to
             ``max_processes`` at once, default one per CPU; see ``multiprocess.py``).
-    """
-    import dagster as dg
+            Partition runs always run in process.
+        partitions: a partition key (``2024-02-01``) or range (``2024-02-01...2024-02-29``)
+            of the named features (one partitioning): only that window is rebuilt, in one run,
+            with their upstream of the same partitioning; other upstream features are read as
+            they are. Without it, partitioned features are rebuilt over all their partitions,
+            one run per partitioning, in dependency order (one run when nothing is
+            partitioned).
 
-    from featurestore_dagster.orchestration.definitions import (
-        RESOURCE_KEY,
-        FeatureStoreResource,
-        build_assets,
-    )
+    Raises:
+        PartitionError: a key outside the features' partitions, or features that are not
+            partitioned alike.
+    """
+    from featurestore_dagster.orchestration.definitions import FeatureStoreResource, build_assets
     from featurestore_dagster.orchestration.translator import FeatureTranslator
-    from featurestore_dagster.registry import Registry
-    from featurestore_dagster.store import code_versions as history
 
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor '{executor}'; use one of: {', '.join(EXECUTORS)}")
     selected = select_features(graph, names)
     if not selected:
         return []
+    runs = plan_runs(graph, selected, list(names or []), partitions)
     resource = resource or FeatureStoreResource(settings)
     builds: list[FeatureBuild] = []
     resource.on_result = [*resource.on_result, builds.append]
-    progress = _progress(console, len(selected))
+    total = sum(len(run_names) for run_names, _ in runs)
+    progress = _progress(console, total)
     if progress is not None:
-        task = progress.add_task("building", total=len(selected))
+        task = progress.add_task("building", total=total)
         previous_start = resource.on_start
 
         def on_start(definition):
@@ -86,52 +92,161 @@ def run_build(
         resource.on_result = [*resource.on_result, lambda _build: progress.advance(task)]
 
     if code_versions is None:  # a registry that cannot be read is an error here (exit 2)
+        from featurestore_dagster.registry import Registry
+        from featurestore_dagster.store import code_versions as history
+
         code_versions = history(graph, Registry(settings.registry_url), settings=settings)
     translator = FeatureTranslator(code_versions=code_versions)
     from featurestore_dagster.orchestration.steps import max_features_per_step as default_size
 
     step_size = max_features_per_step or default_size()
-    keys = [translator.get_asset_key(graph[n]) for n in selected]
     instance = dagster_instance()
     run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     tags = {"featurestore/command": "materialize"}
+    assets = None
     try:
-        if executor == "multiprocess":
-            from featurestore_dagster.orchestration.multiprocess import run_multiprocess
+        for run_names, key_range in runs:
+            run_names = builds_skipped_below_failures(graph, run_names, builds)
+            if not run_names:
+                continue
+            before = len(builds)
+            keys = [translator.get_asset_key(graph[n]) for n in run_names]
+            if executor == "multiprocess" and key_range is None:
+                from featurestore_dagster.orchestration.multiprocess import run_multiprocess
 
-            reported, result = run_multiprocess(
-                settings,
-                keys,
-                code_versions=code_versions,
-                max_features_per_step=step_size,
-                max_processes=max_processes,
-                instance=instance,
-                run_config=run_config,
-                tags={**tags, "featurestore/executor": "multiprocess"},
-            )
-            builds.extend(reported)
-        else:
-            assets = build_assets(graph, translator, max_features_per_step=step_size)
-            if progress is not None:
-                progress.start()
-            result = dg.materialize(
-                assets,
-                selection=keys,
-                resources={RESOURCE_KEY: resource},
-                instance=instance,
-                raise_on_error=False,
-                run_config=run_config,
-                tags=tags,
-            )
-    except Exception as error:  # a Dagster setup error: report it, no traceback
-        raise MaterializationError(f"Dagster could not run the build: {error}") from error
+                reported, result = run_multiprocess(
+                    settings,
+                    keys,
+                    code_versions=code_versions,
+                    max_features_per_step=step_size,
+                    max_processes=max_processes,
+                    instance=instance,
+                    run_config=run_config,
+                    tags={**tags, "featurestore/executor": "multiprocess"},
+                )
+                builds.extend(reported)
+            else:
+                if assets is None:
+                    assets = build_assets(graph, translator, max_features_per_step=step_size)
+                if progress is not None:
+                    progress.start()
+                result = _materialize(
+                    assets, keys, resource, key_range, instance, run_config, dict(tags)
+                )
+            if len(builds) - before < len(run_names):
+                builds += _not_run(graph, run_names, builds[before:], result, step_size)
     finally:
         if progress is not None:
             progress.stop()
-    if len(builds) < len(selected):
-        builds += _not_run(graph, selected, builds, result, step_size)
     order = {name: i for i, name in enumerate(selected)}  # build order, whatever ran first
     return sorted(builds, key=lambda b: order.get(b.feature_name, len(order)))
+
+
+def plan_runs(
+    graph: FeatureGraph, selected: list[str], names: list[str], partitions: str | None
+) -> list[tuple[list[str], object | None]]:
+    """The Dagster runs of a build: ``(features, partition key range or None)`` in order."""
+    from featurestore_dagster.errors import PartitionError
+    from featurestore_dagster.orchestration import partitions as parts
+    from featurestore_dagster.orchestration.steps import partition_groups
+
+    if partitions is not None:
+        if not names:
+            raise PartitionError("name the partitioned features to build (NAME --partition KEY)")
+        specs = {graph[n].partitions.key if graph[n].partitions else None for n in names}
+        if len(specs) != 1 or None in specs:
+            raise PartitionError(
+                "--partition needs features partitioned alike; "
+                + ", ".join(f"{n}: {_partitioning_text(graph[n])}" for n in names)
+            )
+        first, last = (
+            parts.parse_partition_range(partitions)
+            if "..." in partitions
+            else (
+                partitions,
+                None,
+            )
+        )
+        key_range = parts.partition_range(graph[names[0]], first, last)
+        (spec,) = specs
+        return [
+            (
+                [n for n in selected if graph[n].partitions and graph[n].partitions.key == spec],
+                key_range,
+            )
+        ]
+    chosen = set(selected)
+    groups = partition_groups([d for d in graph.compiled if d.feature_name in chosen])
+    runs = []
+    for (_stage, spec), members in groups:
+        key_range = None
+        if spec is not None:
+            key_range = parts.full_range(members[0])
+            if key_range is None:  # no complete partition yet: nothing to build
+                continue
+        runs.append(([d.feature_name for d in members], key_range))
+    return runs
+
+
+def _partitioning_text(definition) -> str:
+    spec = definition.partitions
+    return f"{spec.type.value} from {spec.start}" if spec else "not partitioned"
+
+
+def builds_skipped_below_failures(
+    graph: FeatureGraph, names: list[str], builds: list[FeatureBuild]
+) -> list[str]:
+    """``names`` without those below a feature an earlier run did not publish (reported as
+    skipped builds, appended to ``builds``)."""
+    from featurestore_dagster.build.publish import BuildStatus
+
+    bad = {b.feature_name: b.status for b in builds if not b.ok}
+    if not bad:
+        return names
+    keep = []
+    for name in graph.topological_order(names):
+        definition = graph[name]
+        parent = next((p for p in definition.upstream_features if p in bad), None)
+        if parent is None:
+            keep.append(name)
+            continue
+        bad[name] = BuildStatus.SKIPPED
+        builds.append(
+            FeatureBuild(
+                name,
+                definition.version,
+                definition.table_name,
+                BuildStatus.SKIPPED,
+                error=f"upstream '{parent}' was {bad[parent].value}",
+            )
+        )
+    return keep
+
+
+def _materialize(assets, keys, resource, key_range, instance, run_config, tags):
+    import dagster as dg
+
+    from featurestore_dagster.orchestration.definitions import RESOURCE_KEY
+
+    partition_key = None
+    if key_range is not None and key_range.start == key_range.end:
+        partition_key = key_range.start
+    elif key_range is not None:  # a range is one run (single-run backfill policy)
+        tags["dagster/asset_partition_range_start"] = key_range.start
+        tags["dagster/asset_partition_range_end"] = key_range.end
+    try:
+        return dg.materialize(
+            assets,
+            selection=keys,
+            resources={RESOURCE_KEY: resource},
+            instance=instance,
+            raise_on_error=False,
+            run_config=run_config,
+            tags=tags,
+            partition_key=partition_key,
+        )
+    except Exception as error:  # a Dagster setup error: report it, no traceback
+        raise MaterializationError(f"Dagster could not run the build: {error}") from error
 
 
 def _not_run(graph, selected, builds, result, step_size) -> list[FeatureBuild]:

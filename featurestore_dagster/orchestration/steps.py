@@ -67,6 +67,52 @@ def plan_steps(
     max_features = max_features or max_features_per_step()
     if max_features < 1:
         raise ValueError("max_features must be at least 1")
+    groups = partition_groups(definitions)
+    if len(groups) == 1 and groups[0][0] == (0, None):
+        return _plan(definitions, max_features)
+    steps: list[BuildStep] = []
+    seen: Counter[str] = Counter()
+    for (stage, spec), members in groups:
+        suffix = "" if spec is None else f"__{spec[0].value}"
+        suffix += f"__{stage + 1}" if stage else ""
+        for step in _plan(members, max_features):
+            name = step.name + suffix
+            seen[name] += 1
+            steps.append(
+                BuildStep(name if seen[name] == 1 else f"{name}_x{seen[name]}", step.features)
+            )
+    return steps
+
+
+def partition_groups(definitions: list[FeatureDefinition]):
+    """Features by (stage, partitions): one multi-asset holds one partitions definition.
+
+    A feature's stage counts the changes of partitioning on its longest upstream path, so a
+    group depends only on groups of lower stages (or on itself): steps never form a cycle
+    even when partitioned and unpartitioned features alternate along a path.
+    """
+    by_name = {d.feature_name: d for d in definitions}
+    stage: dict[str, int] = {}
+    groups: dict[tuple, list[FeatureDefinition]] = {}
+    for definition in definitions:  # build order: parents come first
+        stage[definition.feature_name] = max(
+            (
+                stage[p] + (_partitioning(by_name[p]) != _partitioning(definition))
+                for p in definition.upstream_features
+                if p in stage
+            ),
+            default=0,
+        )
+        key = (stage[definition.feature_name], _partitioning(definition))
+        groups.setdefault(key, []).append(definition)
+    return sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] is not None))
+
+
+def _partitioning(definition: FeatureDefinition):
+    return definition.partitions.key if definition.partitions else None
+
+
+def _plan(definitions: list[FeatureDefinition], max_features: int) -> list[BuildStep]:
     by_name = {d.feature_name: d for d in definitions}
     order = {d.feature_name: i for i, d in enumerate(definitions)}
     groups: list[list[str]] = []

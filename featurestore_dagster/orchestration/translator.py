@@ -102,6 +102,15 @@ class FeatureTranslator:
 
         return automation_condition(definition)
 
+    def get_partitions_def(
+        self, definition: FeatureDefinition
+    ) -> dg.TimeWindowPartitionsDefinition | None:
+        if definition.partitions is None:
+            return None
+        from featurestore_dagster.orchestration.partitions import partitions_definition
+
+        return partitions_definition(definition.partitions)
+
     def get_column_schema(self, definition: FeatureDefinition) -> dg.TableSchema:
         columns = [
             dg.TableColumn(c, "VARCHAR", description="entity") for c in definition.entity_columns
@@ -149,6 +158,10 @@ class FeatureTranslator:
             metadata["schedule"] = definition.schedule
         if definition.automation is not None:
             metadata["automation"] = definition.automation.value
+        if definition.partitions is not None:
+            metadata["partitions"] = dg.MetadataValue.json(
+                definition.partitions.model_dump(mode="json")
+            )
         if definition.path is not None:
             metadata["definition_file"] = str(definition.path)
         if definition.ttl:
@@ -229,6 +242,7 @@ class FeatureTranslator:
             tags=self.get_tags(definition),
             kinds=self.get_kinds(definition),
             automation_condition=self.get_automation_condition(definition),
+            partitions_def=self.get_partitions_def(definition),
             skippable=True,
         )
 

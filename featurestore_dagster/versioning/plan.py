@@ -148,6 +148,7 @@ _RAW_FIELDS = {
         r.model_dump(mode="json", exclude_none=True) for r in d.validation_rules
     ],
     "duckdb_table": lambda d: d.table_name,
+    "partitions": lambda d: d.partitions.model_dump(mode="json") if d.partitions else None,
 }
 
 
@@ -174,7 +175,7 @@ def categorize(
     for field in (*BREAKING_FIELDS, *DATA_FIELDS):
         if field == "transformation.source":
             continue
-        if old_data[field] != new_data[field]:
+        if old_data.get(field) != new_data.get(field):
             diffs.append(_diff(field, old, new))
     if (
         new.transformation.transformation_type == TransformationType.PYTHON
