@@ -21,8 +21,13 @@ from featurestore_dagster.api.served import ServedStore, relaxed_graph
 from featurestore_dagster.store import FeatureStore
 
 API_PREFIX = "/api/v1"
-USAGE_PATH = f"{API_PREFIX}/features/usage"
+# POSTs that never edit a definition (they may use definitions up to a second old).
+RELAXED_POSTS = {
+    f"{API_PREFIX}/{p}" for p in ("features/usage", "training-sets", "online-features")
+}
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+SPINE_PATH = f"{API_PREFIX}/training-sets"
+SPINE_FACTOR = 32
 ENV_ANONYMOUS_READ = "FEATURESTORE_API_ANONYMOUS_READ"
 ENV_MAX_BODY_BYTES = "FEATURESTORE_API_MAX_BODY_BYTES"
 # Answers any route may give (besides its own).
@@ -37,7 +42,8 @@ COMMON_RESPONSES = {
 
 class BodyLimit:
     """Refuse bodies above ``limit`` bytes with a 413, by ``Content-Length`` or while
-    reading a chunked body, before a route sees any of it."""
+    reading a chunked body, before a route sees any of it. A training set's spine may be
+    ``SPINE_FACTOR`` times larger."""
 
     def __init__(self, app: ASGIApp, limit: int):
         self.app = app
@@ -47,14 +53,15 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit * (SPINE_FACTOR if scope["path"] == SPINE_PATH else 1)
         for key, value in scope.get("headers", []):
             if key == b"content-length":
                 try:
                     size = int(value)
                 except ValueError:
                     size = -1
-                if size < 0 or size > self.limit:
-                    await _json(send, 413, self._message(size))
+                if size < 0 or size > limit:
+                    await _json(send, 413, _too_large(size, limit))
                     return
         seen = 0
 
@@ -63,16 +70,17 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise HTTPException(413, self._message(seen))
+                if seen > limit:
+                    raise HTTPException(413, _too_large(seen, limit))
             return message
 
         await self.app(scope, limited, send)
 
-    def _message(self, size: int) -> str:
-        if size < 0:
-            return "invalid Content-Length header"
-        return f"request body too large: {size} bytes (limit {self.limit})"
+
+def _too_large(size: int, limit: int) -> str:
+    if size < 0:
+        return "invalid Content-Length header"
+    return f"request body too large: {size} bytes (limit {limit})"
 
 
 class RelaxedReads:
@@ -87,7 +95,7 @@ class RelaxedReads:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        relaxed = method in ("GET", "HEAD") or (method == "POST" and path == USAGE_PATH)
+        relaxed = method in ("GET", "HEAD") or (method == "POST" and path in RELAXED_POSTS)
         store = scope["app"].state.store
         if relaxed or not isinstance(store, ServedStore):
             with relaxed_graph(relaxed):
@@ -162,6 +170,10 @@ def create_app(
     install_error_handlers(app, store.settings.definitions_path)
     app.include_router(features.router, prefix=API_PREFIX, responses=COMMON_RESPONSES)
     app.include_router(history.router, prefix=API_PREFIX, responses=COMMON_RESPONSES)
+    if hasattr(store, "get_training_set") and hasattr(store, "get_online_features"):
+        from featurestore_dagster.api import consumers
+
+        app.include_router(consumers.router, prefix=API_PREFIX, responses=COMMON_RESPONSES)
 
     def health() -> Health:
         return Health(status="ok", version=__version__, features=len(store.graph.names))

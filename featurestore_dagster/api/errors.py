@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from featurestore_dagster import errors as _errors
 from featurestore_dagster.errors import (
     BreakingChangeError,
     DefinitionError,
@@ -33,6 +34,8 @@ log = logging.getLogger("featurestore.api")
 # Most specific first: the first class an error is an instance of decides.
 STATUS = (
     (UnknownFeatureError, 404),
+    # A spine or entity rows that do not fit, a version no longer retained, lookahead.
+    *(((_errors.TrainingSetError, 422),) if hasattr(_errors, "TrainingSetError") else ()),
     (DefinitionError, 422),
     (UsageError, 422),
     (VersionError, 409),
