@@ -78,6 +78,19 @@ def feature_response(info: FeatureInfo, code: int = 200) -> Response:
 )
 def create_feature(definition: FeatureDefinition, store: Store) -> Response:
     name = definition.feature_name
+    if definition.status == FeatureStatus.ARCHIVED:
+        # An archived definition is never compiled, so nothing about it would be checked.
+        raise ApiError(
+            422,
+            [
+                {
+                    "loc": ["body", "status"],
+                    "msg": "a feature cannot be created archived; create it, then DELETE it",
+                    "type": "value_error",
+                    "field": "status",
+                }
+            ],
+        )
     if name in store.graph:
         raise ApiError(409, f"feature '{name}' already exists; update it with PUT /features/{name}")
     fields = definition.model_dump(mode="json", exclude_unset=True)

@@ -151,6 +151,16 @@ CASES = [
         422,
         "version",
     ),
+    (
+        "create archived",
+        "post",
+        "/features",
+        close_price(
+            "bi_new", status="archived", transformation={"code": "SELECT anything FROM anywhere"}
+        ),
+        422,
+        "status",
+    ),
     ("exists", "post", "/features", close_price("bi_close"), 409, "already exists"),
     (
         "upstream missing",
