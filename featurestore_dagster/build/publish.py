@@ -273,18 +273,16 @@ class FeatureBuilder:
             self._schemas.add(schema)
 
     def _require_sources(self, definition: FeatureDefinition) -> None:
+        # A probe binds the name as the transformation will, in constant time; a lookup in
+        # information_schema lists every table (54 ms a call at 2,000 features: quadratic).
         for source in definition.table_sources:
-            schema, table = source.split(".")
-            found = self.conn.execute(
-                "SELECT count(*) FROM information_schema.tables"
-                " WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
-                [schema, table],
-            ).fetchone()[0]
-            if not found:
+            try:
+                self.conn.execute(f"SELECT * FROM {quote_table(source)} LIMIT 0").fetchall()
+            except duckdb.CatalogException:
                 raise LookupError(
                     f"source table {source} does not exist in the DuckDB file; load it before"
                     " building (it is an external asset owned by whoever loads the raw data)"
-                )
+                ) from None
 
     def _warn_deprecated(self, definition: FeatureDefinition) -> None:
         if definition.status == FeatureStatus.DEPRECATED:
