@@ -105,7 +105,7 @@ from featurestore_dagster.orchestration.definitions import build_definitions
     + SNAPSHOT
     + """
 start = time.perf_counter()
-settings = Settings.load(definitions_path={folder!r}, duckdb_path={duckdb!r})
+settings = Settings.load(definitions_path={folder!r}, lake_data={lake!r})
 graph = FeatureGraph.from_settings(settings)
 defs = build_definitions(graph, settings)
 snapshot(defs)
@@ -173,8 +173,8 @@ def bench(count: int, rounds: int, workdir: Path) -> dict:
     graph_file = workdir / f"graph_{count}.json"
     sqls = {name: sql_for(name, parents) for name, parents in graph}
     graph_file.write_text(json.dumps([graph, sqls, RULES]))
-    duckdb_file = workdir / f"state_{count}" / "features.duckdb"  # its folder holds the cache
-    ours_script = OURS.format(root=str(ROOT), folder=str(folder), duckdb=str(duckdb_file))
+    lake_data = workdir / f"state_{count}" / "lake"  # its parent folder holds the cache
+    ours_script = OURS.format(root=str(ROOT), folder=str(folder), lake=str(lake_data))
     cold = run(ours_script)  # first load: empty SQL-reference cache
     print(f"  features={count:,} cold load (no cache): featurestore {cold:.2f}s", flush=True)
     floor_script = FLOOR.format(graph_file=str(graph_file))

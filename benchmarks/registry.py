@@ -98,7 +98,7 @@ def successive_versions(folder: Path, registry_url: str, state: Path, name: str)
     from featurestore_dagster.store import FeatureStore
 
     store = FeatureStore(
-        definitions_path=folder, registry_url=registry_url, duckdb_path=state / "f.duckdb"
+        definitions_path=folder, registry_url=registry_url, lake_data=state / "lake"
     )
     start = time.perf_counter()
     for index in range(VERSIONS):
@@ -122,7 +122,8 @@ def bench(database: str, count: int, workdir: Path) -> dict:
         **os.environ,
         "FEATURESTORE_DEFINITIONS": str(folder),
         "FEATURESTORE_REGISTRY_URL": url,
-        "FEATURESTORE_DUCKDB_PATH": str(state / "features.duckdb"),
+        "FEATURESTORE_LAKE_CATALOG": f"sqlite:{state / 'lake.sqlite'}",
+        "FEATURESTORE_LAKE_DATA": str(state / "lake"),
         "FEATURESTORE_BOOTSTRAP": "",
     }
     try:

@@ -127,3 +127,8 @@ class InvalidArgumentError(FeatureStoreError):
 
 class UnregisteredBuildError(FeatureStoreError):
     """A registered-only build asked to build a definition that is not a registered version."""
+
+
+class LakeError(FeatureStoreError):
+    """The lake cannot be used: its catalog cannot be reached, its data path is not writable,
+    or a table, version or snapshot asked for is not there."""

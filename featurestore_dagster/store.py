@@ -88,14 +88,16 @@ def default_user() -> str | None:
 
 
 class FeatureStore(DefinitionChanges, UsageAPI):
-    """Definitions folder + registry + DuckDB file, opened from the configuration.
+    """Definitions folder + registry + lake, opened from the configuration.
 
     Args:
         definitions_path: definitions folder (default: configured, ``feature_definitions/``).
         registry_url: registry database URL (default: configured, SQLite under
             ``.featurestore/``).
-        duckdb_path: DuckDB file (default: configured).
-        settings: fully resolved settings (overrides the three above as a base).
+        lake_catalog: the lake's catalog, ``sqlite:PATH`` or a PostgreSQL URL (default:
+            configured, ``sqlite:.featurestore/lake.sqlite``).
+        lake_data: the lake's data folder (default: configured, ``.featurestore/lake/``).
+        settings: fully resolved settings (the arguments above override it).
         user: recorded as ``created_by`` (default: ``FEATURESTORE_USER`` or the login name).
     """
 
@@ -104,7 +106,8 @@ class FeatureStore(DefinitionChanges, UsageAPI):
         *,
         definitions_path: str | Path | None = None,
         registry_url: str | None = None,
-        duckdb_path: str | Path | None = None,
+        lake_catalog: str | None = None,
+        lake_data: str | Path | None = None,
         settings: Settings | None = None,
         user: str | None = None,
     ):
@@ -112,13 +115,19 @@ class FeatureStore(DefinitionChanges, UsageAPI):
             settings = Settings.load(
                 definitions_path=definitions_path,
                 registry_url=registry_url,
-                duckdb_path=duckdb_path,
+                lake_catalog=lake_catalog,
+                lake_data=lake_data,
             )
         else:
+            from featurestore_dagster.config import resolve_lake_catalog
+
             settings = settings.with_overrides(
                 definitions_path=Path(definitions_path) if definitions_path else None,
                 registry_url=registry_url,
-                duckdb_path=Path(duckdb_path) if duckdb_path else None,
+                lake_catalog=resolve_lake_catalog(settings.project_root, lake_catalog)
+                if lake_catalog
+                else None,
+                lake_data=Path(lake_data) if lake_data else None,
             )
         self.settings = settings
         self.user = user or default_user()

@@ -81,7 +81,8 @@ def store_env(tmp_path, monkeypatch) -> dict[str, str]:
     """Environment pointing the store at files under ``tmp_path`` (also set for this process)."""
     env = {
         "FEATURESTORE_DEFINITIONS": str(tmp_path / "feature_definitions"),
-        "FEATURESTORE_DUCKDB_PATH": str(tmp_path / "features.duckdb"),
+        "FEATURESTORE_LAKE_CATALOG": f"sqlite:{tmp_path / 'lake.sqlite'}",
+        "FEATURESTORE_LAKE_DATA": str(tmp_path / "lake"),
         "FEATURESTORE_REGISTRY_URL": f"sqlite:///{tmp_path / 'registry.db'}",
         # Empty: no bootstrap hook (the repo's pyproject names the example's data generator).
         "FEATURESTORE_BOOTSTRAP": "",
@@ -89,6 +90,25 @@ def store_env(tmp_path, monkeypatch) -> dict[str, str]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+def lake_settings(env: dict[str, str]):
+    """Settings of the lake (and registry) an environment like ``store_env`` points at."""
+    from featurestore_dagster.config import Settings
+
+    return Settings.load(
+        definitions_path=env["FEATURESTORE_DEFINITIONS"],
+        registry_url=env["FEATURESTORE_REGISTRY_URL"],
+        lake_catalog=env["FEATURESTORE_LAKE_CATALOG"],
+        lake_data=env["FEATURESTORE_LAKE_DATA"],
+    )
+
+
+def open_test_lake(env: dict[str, str], *, read_only: bool = False):
+    """A DuckDB connection on the lake of ``env`` (the store's own ``open_lake``)."""
+    from featurestore_dagster.storage.lake import open_lake
+
+    return open_lake(lake_settings(env), read_only=read_only)
 
 
 # --- usage and lineage (issue 4) -------------------------------------------------------------

@@ -46,7 +46,8 @@ def store(folder, registry_url, tmp_path) -> FeatureStore:
     return FeatureStore(
         definitions_path=folder.path,
         registry_url=registry_url,
-        duckdb_path=tmp_path / "features.duckdb",
+        lake_catalog=f"sqlite:{tmp_path / 'lake.sqlite'}",
+        lake_data=tmp_path / "lake",
         user="tester",
     )
 
@@ -442,7 +443,7 @@ def test_create_feature_in_a_fresh_project(tmp_path, registry_url):
     store = FeatureStore(
         definitions_path=tmp_path / "new_project" / "feature_definitions",
         registry_url=registry_url,
-        duckdb_path=tmp_path / "f.duckdb",
+        lake_data=tmp_path / "lake",
     )
     assert store.list_features() == []
     store.create_feature(**base_definition())

@@ -1,39 +1,62 @@
-"""Write-audit-publish in DuckDB, independent of Dagster.
+"""Write-audit-publish into the lake, independent of Dagster.
 
-For each feature: build into a staging table beside the live one, audit it with every check,
-and only when all blocking checks pass swap it in (drop + rename, one transaction). A rejected
-build leaves the live table untouched and its rows in ``_rejected.<feature>``; everything
-downstream of a rejected or failed feature is skipped in the same run.
+For each feature: build into a staging table that only this connection sees (an in-memory
+catalog of the build connection, spilled to disk when large), audit it with every check, then in
+ONE lake transaction either publish it (replace the live table and its ``_latest.<feature>``
+table) or reject it (rows copied to ``_rejected.<feature>``, the live table untouched). Another
+process never sees a staging table or a half-published feature: it reads the last committed
+snapshot. The audit runs outside the transaction because a failing ``custom_sql`` statement
+would abort it.
+
+With ``discard=True`` (``featurestore check``) nothing is written to the lake: each feature is
+built and audited in a connection-local overlay where downstream features read the staged
+upstream results, and the overlay is dropped at the end.
+
+Everything downstream of a rejected or failed feature is skipped in the same run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import duckdb
 
-from featurestore_dagster.build.checks import CheckOutcome, TableProfile, evaluate_checks
 from featurestore_dagster.build.partitions import BuildWindow
+from featurestore_dagster.build.checks import CheckOutcome, TableProfile, evaluate_checks
 from featurestore_dagster.build.transformations import build_into, render_sql
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import (
+    LATEST_SCHEMA,
     REJECTED_SCHEMA,
     STAGING_PREFIX,
     FeatureDefinition,
     FeatureStatus,
 )
-from featurestore_dagster.definitions.sql import quote_table
+from featurestore_dagster.definitions.sql import quote_identifier, quote_table
+from featurestore_dagster.storage.lake import (
+    CATALOG,
+    OVERLAY,
+    STAGING,
+    attach_staging,
+    in_transaction,
+    publish_snapshot,
+    table_exists,
+)
 
 log = logging.getLogger("featurestore")
 
 
 class BuildStatus(StrEnum):
     PUBLISHED = "published"  # every blocking check passed; the live table was replaced
+    CHECKED = "checked"  # every blocking check passed; discarded unpublished (check)
     REJECTED = "rejected"  # a blocking check failed; live table kept, rows in _rejected
     FAILED = "failed"  # the transformation could not run
     SKIPPED = "skipped"  # an upstream was rejected, failed or skipped in this run
@@ -54,6 +77,8 @@ class FeatureBuild:
     error: str | None = None
     rejected_table: str | None = None
     window: str | None = None  # a partition run: the window built, audited and replaced
+    snapshot_id: int | None = None  # the lake snapshot of the publish (or the rejection)
+    discarded: bool = False  # built and audited by ``check``, never written to the lake
 
     @property
     def checks_passed(self) -> int:
@@ -69,44 +94,50 @@ class FeatureBuild:
 
     @property
     def ok(self) -> bool:
-        return self.status == BuildStatus.PUBLISHED
-
-
-CATALOG = "featurestore"
-
-
-def open_duckdb(path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the feature DuckDB file attached as catalog ``featurestore``.
-
-    A file named ``features.duckdb`` would otherwise be catalog ``features`` and make every
-    ``features.<table>`` reference ambiguous with the schema of the same name.
-    """
-    conn = duckdb.connect()
-    mode = " (READ_ONLY)" if read_only else ""
-    literal = "'" + str(path).replace("'", "''") + "'"
-    conn.execute(f"ATTACH {literal} AS {CATALOG}{mode}")
-    conn.execute(f"USE {CATALOG}")
-    conn.execute("SET temp_directory = " + literal[:-1] + ".tmp'")
-    return conn
+        return self.status in (BuildStatus.PUBLISHED, BuildStatus.CHECKED)
 
 
 def staging_table(definition: FeatureDefinition) -> str:
+    """The connection-local staging table, in the in-memory catalog ``STAGING``."""
     schema, table = definition.table_name.split(".")
-    return f"{schema}.{STAGING_PREFIX}{table}"
+    return f"{STAGING}.main.{STAGING_PREFIX}{schema}__{table}"
 
 
 def rejected_table(definition: FeatureDefinition) -> str:
     return f"{REJECTED_SCHEMA}.{definition.feature_name}"
 
 
+def latest_table(definition: FeatureDefinition) -> str:
+    """One row per entity: the newest timestamp and its value (online lookups read it)."""
+    return f"{LATEST_SCHEMA}.{definition.feature_name}"
+
+
+def latest_values_sql(definition: FeatureDefinition, source: str) -> str:
+    """SELECT the newest row per entity of ``source`` (a global series: one row).
+
+    ``arg_max_null`` keeps the value of the newest row even when it is NULL; the unique_key
+    check guarantees one row per (entity, timestamp).
+    """
+    keys = [quote_identifier(c) for c in definition.entity_columns]
+    ts = quote_identifier(definition.timestamp_column)
+    value = quote_identifier(definition.feature_name)
+    columns = ", ".join([*keys, f"max({ts}) AS {ts}", f"arg_max_null({value}, {ts}) AS {value}"])
+    if keys:
+        return f"SELECT {columns} FROM {source} GROUP BY {', '.join(keys)}"
+    return f"SELECT {columns} FROM {source} HAVING count(*) > 0"
+
+
 class FeatureBuilder:
-    """Builds features of one graph over one DuckDB connection.
+    """Builds features of one graph over one lake connection.
 
     Args:
-        conn: an open DuckDB connection (one for the whole run: opening one per feature is
-            most of the per-asset overhead).
+        conn: a connection from ``open_build_connection`` (one for the whole run: opening one
+            per feature is most of the per-asset overhead).
         graph: the validated feature graph.
         now: the time freshness checks compare with (default: now).
+        discard: build and audit only; nothing is written to the lake (``featurestore check``).
+        commit_info: definition -> extra facts recorded with each lake commit (version labels,
+            fingerprint, run id), so records can be reconciled from the lake's snapshots.
         published_upstream: features already published in this run by another step; with
             the ones this builder publishes, their keys count as checked for the
             ``unique_key`` proof (``definitions.uniqueness``).
@@ -118,12 +149,18 @@ class FeatureBuilder:
         graph: FeatureGraph,
         *,
         now: datetime | None = None,
+        discard: bool = False,
+        commit_info: Callable[[FeatureDefinition], dict[str, Any]] | None = None,
         published_upstream: Iterable[str] = (),
     ):
         self.conn = conn
         self.graph = graph
         self.now = now
+        self.discard = discard
+        self.commit_info = commit_info
+        attach_staging(conn)
         self._schemas: set[str] = set()
+        self._overlay = False
         self._published: set[str] = set(published_upstream)
 
     def build_all(
@@ -137,6 +174,15 @@ class FeatureBuilder:
 
         ``window``: a partition run of partitioned features; only that window is rebuilt.
         """
+        if self.discard:
+            self._open_overlay()
+        try:
+            yield from self._build_all(names, on_start, window)
+        finally:
+            if self.discard:
+                self.close_overlay()
+
+    def _build_all(self, names, on_start, window) -> Iterator[FeatureBuild]:
         blocked: dict[str, BuildStatus] = {}  # feature -> why its downstream cannot run
         for name in self.graph.topological_order(names):
             definition = self.graph[name]
@@ -174,15 +220,18 @@ class FeatureBuilder:
             BuildStatus.FAILED,
         )
         try:
-            self._ensure_schema(definition.table_name.split(".")[0])
             self._require_sources(definition)
-            inputs = {p: self.graph[p].table_name for p in definition.upstream_features}
             times = {
                 self.graph[p].table_name: self.graph[p].timestamp_column
                 for p in definition.upstream_features
             }
             build_into(
-                self.conn, definition, staging, inputs, window=window, upstream_time_columns=times
+                self.conn,
+                definition,
+                staging,
+                self._inputs(definition),
+                window=window,
+                upstream_time_columns=times,
             )
         except Exception as error:  # user SQL or python code may fail in any way
             self._drop(staging)
@@ -190,22 +239,37 @@ class FeatureBuilder:
             result.seconds = time.perf_counter() - started
             return result
 
-        checks, profile = evaluate_checks(
-            self.conn,
-            definition,
-            quote_table(staging),
-            now=judged_at(self.now, window),
-            unique_key_proof=self._unique_key_proof(definition),
-        )
-        result.checks, result.profile, result.rows = checks, profile, profile.row_count
-        result.window = window.label if window is not None else None
-        if any(c.blocking and not c.passed for c in checks):
-            result.status = BuildStatus.REJECTED
-            result.rejected_table = self._reject(definition, staging)
-        else:
-            self._publish(definition, staging, window)
-            self._published.add(definition.feature_name)
-            result.status = BuildStatus.PUBLISHED
+        try:
+            checks, profile = evaluate_checks(
+                self.conn,
+                definition,
+                quote_table(staging),
+                now=judged_at(self.now, window),
+                unique_key_proof=self._unique_key_proof(definition),
+            )
+            result.checks, result.profile, result.rows = checks, profile, profile.row_count
+            result.window = window.label if window is not None else None
+            if any(c.blocking and not c.passed for c in checks):
+                result.status = BuildStatus.REJECTED
+                if self.discard:
+                    result.discarded = True
+                else:
+                    result.rejected_table = rejected_table(definition)
+                    result.snapshot_id = self._reject(definition, staging, result)
+            elif self.discard:
+                self._keep_in_overlay(definition, staging)  # downstream reads it
+                self._published.add(definition.feature_name)
+                result.status, result.discarded = BuildStatus.CHECKED, True
+            else:
+                result.snapshot_id = self._publish(definition, staging, result, window)
+                self._published.add(definition.feature_name)
+                result.status = BuildStatus.PUBLISHED
+        except duckdb.Error as error:  # the lake refused the commit (disk full, catalog gone)
+            result.status = BuildStatus.FAILED
+            result.error = f"not published: {_first_line(error)}"
+            result.rejected_table = None
+        finally:
+            self._drop(staging)
         result.seconds = time.perf_counter() - started
         return result
 
@@ -223,65 +287,145 @@ class FeatureBuilder:
     # --- steps ------------------------------------------------------------------------------
 
     def _publish(
-        self, definition: FeatureDefinition, staging: str, window: BuildWindow | None = None
-    ) -> None:
+        self,
+        definition: FeatureDefinition,
+        staging: str,
+        result: FeatureBuild,
+        window: BuildWindow | None = None,
+    ) -> int:
+        """Replace the live table (only ``window``'s rows of a partition run) and its
+        latest-value table in one lake transaction."""
         live = quote_table(definition.table_name)
-        _, table = definition.table_name.split(".")
-        replace_window = window is not None and self._exists(definition.table_name)
-        self.conn.execute("BEGIN TRANSACTION")
-        try:
+        latest = quote_table(latest_table(definition))
+        source = quote_table(staging)
+        self._ensure_schema(definition.table_name.split(".")[0])
+        self._ensure_schema(LATEST_SCHEMA)
+        token = uuid.uuid4().hex
+
+        replace_window = window is not None and table_exists(self.conn, definition.table_name)
+
+        def publish() -> None:
             if replace_window:  # only the window's rows are swapped
                 condition = window.condition(definition.timestamp_column)
                 self.conn.execute(f"DELETE FROM {live} WHERE {condition}")
-                self.conn.execute(
-                    f"INSERT INTO {live} BY NAME SELECT * FROM {quote_table(staging)}"
-                )
-                self.conn.execute(f"DROP TABLE {quote_table(staging)}")
+                self.conn.execute(f"INSERT INTO {live} BY NAME SELECT * FROM {source}")
+                latest_source = live
             else:
                 self.conn.execute(f"DROP TABLE IF EXISTS {live}")
-                self.conn.execute(f'ALTER TABLE {quote_table(staging)} RENAME TO "{table}"')
-            self.conn.execute("COMMIT")
-        except duckdb.Error:
-            self.conn.execute("ROLLBACK")
-            raise
-
-    def _reject(self, definition: FeatureDefinition, staging: str) -> str:
-        target = rejected_table(definition)
-        self._ensure_schema(REJECTED_SCHEMA)
-        self.conn.execute(
-            f"CREATE OR REPLACE TABLE {quote_table(target)} AS SELECT * FROM {quote_table(staging)}"
-        )
-        self._drop(staging)
-        return target
-
-    def _exists(self, table: str) -> bool:
-        schema, name = table.split(".")
-        return bool(
+                self.conn.execute(f"CREATE TABLE {live} AS SELECT * FROM {source}")
+                latest_source = source
             self.conn.execute(
-                "SELECT count(*) FROM information_schema.tables"
-                " WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
-                [schema, name],
-            ).fetchone()[0]
+                f"CREATE OR REPLACE TABLE {latest} AS"
+                f" {latest_values_sql(definition, latest_source)}"
+            )
+            self._commit_message(definition, result, "published", token)
+
+        return self._commit(publish, token)
+
+    def _reject(self, definition: FeatureDefinition, staging: str, result: FeatureBuild) -> int:
+        """Keep the rejected rows inspectable in ``_rejected.<feature>``; live table untouched."""
+        target = quote_table(rejected_table(definition))
+        self._ensure_schema(REJECTED_SCHEMA)
+        token = uuid.uuid4().hex
+
+        def reject() -> None:
+            self.conn.execute(
+                f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {quote_table(staging)}"
+            )
+            self._commit_message(definition, result, "rejected", token)
+
+        return self._commit(reject, token)
+
+    def _commit(self, work: Callable[[], None], token: str) -> int:
+        before = publish_snapshot(self.conn, None)
+        in_transaction(self.conn, work)
+        return publish_snapshot(self.conn, token, after=before)
+
+    def _commit_message(
+        self, definition: FeatureDefinition, result: FeatureBuild, status: str, token: str
+    ) -> None:
+        info: dict[str, Any] = {
+            "feature_name": definition.feature_name,
+            "version": definition.version,
+            "table": definition.table_name,
+            "status": status,
+            "rows": result.rows,
+            "token": token,
+        }
+        if self.commit_info is not None:
+            info.update(self.commit_info(definition))
+        self.conn.execute(
+            f"CALL {CATALOG}.set_commit_message('featurestore', ?, extra_info => ?)",
+            [f"{status} {definition.feature_name} {definition.version}", json.dumps(info)],
         )
+
+    def _inputs(self, definition: FeatureDefinition) -> dict[str, str]:
+        """Upstream feature -> the table its python transformation reads."""
+        return {p: self.graph[p].table_name for p in definition.upstream_features}
+
+    # --- discard mode (check) ---------------------------------------------------------------
+
+    def _open_overlay(self) -> None:
+        """Views over every lake table in the connection-local catalog ``OVERLAY`` (attached
+        when the build connection was opened); the staged result of each feature that passes
+        replaces its view, so downstream SQL reads what this run built while the lake stays
+        untouched."""
+        tables = self.conn.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?"
+            " UNION ALL SELECT schema_name, view_name FROM duckdb_views()"
+            " WHERE database_name = ? AND NOT internal",
+            [CATALOG, CATALOG],
+        ).fetchall()
+        for schema in sorted({s for s, _ in tables} | {"features"}):
+            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {OVERLAY}.{quote_identifier(schema)}")
+        for schema, table in tables:
+            name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+            self.conn.execute(f"CREATE VIEW {OVERLAY}.{name} AS SELECT * FROM {CATALOG}.{name}")
+        self.conn.execute(f"USE {OVERLAY}")
+        self._overlay = True
+
+    def _keep_in_overlay(self, definition: FeatureDefinition, staging: str) -> None:
+        schema, table = definition.table_name.split(".")
+        target = f"{OVERLAY}.{quote_identifier(schema)}.{quote_identifier(table)}"
+        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {OVERLAY}.{quote_identifier(schema)}")
+        self.conn.execute(f"DROP VIEW IF EXISTS {target}")
+        self.conn.execute(
+            f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {quote_table(staging)}"
+        )
+
+    def close_overlay(self) -> None:
+        if self._overlay:
+            self.conn.execute(f"USE {CATALOG}")
+            schemas = self.conn.execute(
+                "SELECT schema_name FROM duckdb_schemas() WHERE database_name = ?"
+                " AND schema_name <> 'main' AND NOT internal",
+                [OVERLAY],
+            ).fetchall()
+            for (schema,) in schemas:
+                self.conn.execute(f"DROP SCHEMA {OVERLAY}.{quote_identifier(schema)} CASCADE")
+            self._overlay = False
+        self._published: set[str] = set(published_upstream)
 
     def _drop(self, table: str) -> None:
         self.conn.execute(f"DROP TABLE IF EXISTS {quote_table(table)}")
 
     def _ensure_schema(self, schema: str) -> None:
         if schema not in self._schemas:
-            self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            statement = f"CREATE SCHEMA IF NOT EXISTS {CATALOG}.{quote_identifier(schema)}"
+            in_transaction(self.conn, lambda: self.conn.execute(statement))
             self._schemas.add(schema)
 
     def _require_sources(self, definition: FeatureDefinition) -> None:
         # A probe binds the name as the transformation will, in constant time; a lookup in
         # information_schema lists every table (54 ms a call at 2,000 features: quadratic).
         for source in definition.table_sources:
-            try:
-                self.conn.execute(f"SELECT * FROM {quote_table(source)} LIMIT 0").fetchall()
+            try:  # resolved as the SQL will be: a lake schema, else an attached catalog
+                self.conn.execute(f"SELECT * FROM {quote_table(source)} LIMIT 0")
             except duckdb.CatalogException:
                 raise LookupError(
-                    f"source table {source} does not exist in the DuckDB file; load it before"
-                    " building (it is an external asset owned by whoever loads the raw data)"
+                    f"source table {source} does not exist in the lake (nor in an attached"
+                    " DuckDB file); load it before building (it is an external asset owned by"
+                    " whoever loads the raw data)"
                 ) from None
 
     def _warn_deprecated(self, definition: FeatureDefinition) -> None:
@@ -294,6 +438,11 @@ class FeatureBuilder:
                 )
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def judged_at(now: datetime | None, window: BuildWindow | None) -> datetime | None:
     """When freshness is judged: a past window at its own end (a backfill of 2020 is not
     stale data), the latest window now."""
@@ -304,8 +453,3 @@ def judged_at(now: datetime | None, window: BuildWindow | None) -> datetime | No
     if current.tzinfo is None:
         current = current.replace(tzinfo=UTC)
     return min(current, end)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

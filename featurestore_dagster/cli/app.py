@@ -42,7 +42,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 class _Overrides:
     definitions: Path | None = None
     registry_url: str | None = None
-    duckdb_path: Path | None = None
+    lake_catalog: str | None = None
+    lake_data: Path | None = None
 
 
 OVERRIDES = _Overrides()
@@ -58,14 +59,28 @@ def _main(
         str | None,
         typer.Option("--registry-url", help=r"Registry URL \[env FEATURESTORE_REGISTRY_URL]."),
     ] = None,
-    duckdb_path: Annotated[
-        Path | None,
-        typer.Option("--duckdb", help=r"DuckDB file \[env FEATURESTORE_DUCKDB_PATH]."),
+    lake_catalog: Annotated[
+        str | None,
+        typer.Option(
+            "--lake-catalog",
+            help=r"Lake catalog, sqlite:PATH or a PostgreSQL URL \[env FEATURESTORE_LAKE_CATALOG].",
+        ),
     ] = None,
+    lake_data: Annotated[
+        Path | None,
+        typer.Option("--lake-data", help=r"Lake data folder \[env FEATURESTORE_LAKE_DATA]."),
+    ] = None,
+    duckdb_path: Annotated[str | None, typer.Option("--duckdb", hidden=True)] = None,
 ) -> None:
+    if duckdb_path is not None:
+        from featurestore_dagster.config import RETIRED_MESSAGE
+
+        err.print(f"error: {RETIRED_MESSAGE.format(what='--duckdb')}", markup=False)
+        raise typer.Exit(2)
     OVERRIDES.definitions = definitions
     OVERRIDES.registry_url = registry_url
-    OVERRIDES.duckdb_path = duckdb_path
+    OVERRIDES.lake_catalog = lake_catalog
+    OVERRIDES.lake_data = lake_data
 
 
 def settings():
@@ -77,7 +92,8 @@ def settings():
     config = Settings.load(
         definitions_path=OVERRIDES.definitions,
         registry_url=OVERRIDES.registry_url,
-        duckdb_path=OVERRIDES.duckdb_path,
+        lake_catalog=OVERRIDES.lake_catalog,
+        lake_data=OVERRIDES.lake_data,
     )
     require_definitions(config)
     return config

@@ -134,11 +134,17 @@ def check(
     """Deployment gate: definitions load, every feature builds and every blocking check passes.
 
     With --no-build the live tables are audited as they are (nothing is built or written).
+    Otherwise nothing is published: each build is audited and then discarded, so the live
+    tables stay exactly as they were.
     """
     config = settings()
     graph = load_graph(config)
     from featurestore_dagster.cli.versions import unregistered_features
-    from featurestore_dagster.orchestration.runner import audit_live_tables, run_build, write_junit
+    from featurestore_dagster.orchestration.runner import (
+        audit_live_tables,
+        run_check_build,
+        write_junit,
+    )
 
     unregistered = unregistered_features()
     if names:
@@ -146,7 +152,8 @@ def check(
     if no_build:
         builds = audit_live_tables(graph, config, names or None)
     else:
-        builds = run_build(graph, config, names or None, console=None if json_output else err)
+        # Built and audited, then discarded: the gate never changes the live tables.
+        builds = run_check_build(graph, config, names or None, console=None if json_output else err)
     if junit_xml:
         write_junit(builds, junit_xml, unregistered)
     failed = [b for b in builds if not b.ok]
@@ -159,14 +166,15 @@ def check(
             }
         )
     else:
-        render_builds(builds, config, graph, audited=no_build)
+        title = None if no_build else "Checked (built, audited and discarded)"
+        render_builds(builds, config, graph, audited=no_build, title=title)
         for item in unregistered:
             err.print(
                 f"[red]{item['feature_name']}[/]: not registered ({item['change']}); run"
                 " `featurestore plan` and `featurestore apply`"
             )
         if failed:
-            what = "failed their audit" if no_build else "not published"
+            what = "failed their audit" if no_build else "did not pass"
             err.print(f"[bold red]check failed:[/] {len(failed)} feature(s) {what}")
         if unregistered:
             err.print(f"[bold red]check failed:[/] {len(unregistered)} feature(s) not registered")
@@ -201,6 +209,7 @@ def build_json(build) -> dict[str, Any]:
         "error": build.error,
         "rejected_table": build.rejected_table,
         "window": build.window,
+        "snapshot_id": build.snapshot_id,
         "checks": [
             {
                 "name": c.name,
@@ -214,14 +223,24 @@ def build_json(build) -> dict[str, Any]:
     }
 
 
-def render_builds(builds, config, graph=None, *, audited: bool = False) -> None:
+def render_builds(builds, config, graph=None, *, audited: bool = False, title=None) -> None:
     """The summary table, then why each feature did not pass (file, feature, each failed
     check with what it expected and found)."""
-    title = "Audited live tables" if audited else f"Materialized into {config.duckdb_path}"
+    from featurestore_dagster.storage.lake import display_catalog
+
+    if title is None:
+        lake = display_catalog(config.lake_catalog)
+        title = "Audited live tables" if audited else f"Materialized into the lake {lake}"
     table = Table(title=title, title_justify="left")
     for column in ("feature", "version", "status", "rows", "checks", "time"):
         table.add_column(column, justify="right" if column in {"rows", "time"} else "left")
-    colors = {"published": "green", "rejected": "red", "failed": "red", "skipped": "yellow"}
+    colors = {
+        "published": "green",
+        "checked": "green",
+        "rejected": "red",
+        "failed": "red",
+        "skipped": "yellow",
+    }
     labels = {"published": "passed", "rejected": "failed", "failed": "missing"} if audited else {}
     for b in builds:
         skipped = [c for c in b.checks if c.metadata.get("skipped")]

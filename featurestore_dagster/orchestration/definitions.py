@@ -19,13 +19,7 @@ import dagster as dg
 import duckdb
 
 from featurestore_dagster.build.live import audit_live
-from featurestore_dagster.build.publish import (
-    BuildStatus,
-    FeatureBuild,
-    FeatureBuilder,
-    open_duckdb,
-)
-from featurestore_dagster.build.sandbox import file_source_access, lock_down
+from featurestore_dagster.build.publish import BuildStatus, FeatureBuild, FeatureBuilder
 from featurestore_dagster.build.transformations import ensure_importable_root, import_transformation
 from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.graph import FeatureGraph
@@ -38,6 +32,7 @@ from featurestore_dagster.orchestration.translator import FeatureTranslator, bui
 from featurestore_dagster.registry import Registry
 from featurestore_dagster.registry.materializations import MaterializationRecorder
 from featurestore_dagster.versioning.plan import is_dev_version
+from featurestore_dagster.storage.lake import lock_build_connection, open_build_connection
 
 RESOURCE_KEY = "featurestore"
 # Runs tagged with it refuse unregistered definitions (scheduled runs are).
@@ -57,7 +52,7 @@ class FeatureStoreResource:
     """Run-time settings of the build step, plus hooks the CLI uses for progress.
 
     Attributes:
-        settings: where the DuckDB file (and registry) live.
+        settings: where the lake (and registry) live.
         on_start: called with each feature definition before it is built.
         on_result: called with each ``FeatureBuild`` (the registry records it here).
         now: the time freshness checks compare with (default: now).
@@ -71,8 +66,7 @@ class FeatureStoreResource:
     report_dir: str | None = None  # multiprocess runs: each step leaves its builds here
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        self.settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-        return open_duckdb(self.settings.duckdb_path)
+        return open_build_connection(self.settings)
 
     def bootstrap(self, conn: duckdb.DuckDBPyConnection) -> None:
         if self.settings.bootstrap:
@@ -82,10 +76,8 @@ class FeatureStoreResource:
     def lock_down(self, conn: duckdb.DuckDBPyConnection, graph: FeatureGraph) -> None:
         """Sandbox ``conn`` before any definition runs: external access off except the
         declared file sources of ``graph``, configuration locked."""
-        directories, paths = file_source_access(
-            sorted({s for d in graph.compiled for s in d.file_sources})
-        )
-        lock_down(conn, allowed_directories=directories, allowed_paths=paths)
+        sources = sorted({s for d in graph.compiled for s in d.file_sources})
+        lock_build_connection(conn, self.settings, sources)
 
 
 def build_assets(
@@ -163,6 +155,7 @@ def _step_asset(
                 published_upstream=[
                     p for k, p in parent_by_key.items() if in_run is None or k in in_run
                 ],
+                commit_info=recorder.commit_info,
             )
             # Checks run on their own (from the UI) audit the live table; nothing is built.
             audited = _checked_only(context, names_by_key)

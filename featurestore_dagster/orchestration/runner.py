@@ -74,6 +74,11 @@ def run_build(
     if not selected:
         return []
     runs = plan_runs(graph, selected, list(names or []), partitions)
+    # Open the lake once before Dagster starts: an unusable catalog or data path is a clear
+    # configuration error (exit 2) here, and a fresh lake is created before any step runs.
+    from featurestore_dagster.storage.lake import open_lake
+
+    open_lake(settings).close()
     resource = resource or FeatureStoreResource(settings)
     builds: list[FeatureBuild] = []
     resource.on_result = [*resource.on_result, builds.append]
@@ -311,8 +316,10 @@ def audit_live_tables(
     selected = select_features(graph, names) if names else select_features(graph, None)
     if names:
         selected = [n for n in selected if n in set(names)]
-    conn = FeatureStoreResource(settings).connect()
+    resource = FeatureStoreResource(settings)
+    conn = resource.connect()
     try:
+        resource.lock_down(conn, graph)  # custom_sql rules are definition SQL too
         return list(audit_live(conn, graph, selected, now=now))
     finally:
         conn.close()
@@ -338,6 +345,55 @@ def dagster_instance():
             f"DAGSTER_HOME={home} cannot be used: {reason} (unset DAGSTER_HOME to build with a"
             " temporary Dagster instance)"
         ) from None
+
+
+def run_check_build(
+    graph: FeatureGraph,
+    settings: Settings,
+    names: Iterable[str] | None = None,
+    *,
+    console=None,
+) -> list[FeatureBuild]:
+    """Build and audit the selection, then throw it away: the deployment gate.
+
+    Runs in this process on one connection, outside Dagster: nothing is published, so there
+    is no materialization to record, and downstream features read the staged upstream results
+    (``FeatureBuilder(discard=True)``). The live tables and the lake stay as they were.
+    """
+    from featurestore_dagster.build.publish import FeatureBuilder
+    from featurestore_dagster.orchestration.definitions import FeatureStoreResource
+    from featurestore_dagster.storage.lake import open_build_connection
+
+    selected = select_features(graph, names)
+    if not selected:
+        return []
+    progress = _progress(console, len(selected))
+    builds: list[FeatureBuild] = []
+    conn = open_build_connection(settings)
+    try:
+        resource = FeatureStoreResource(settings)
+        resource.bootstrap(conn)  # project code (pyproject), not a definition
+        resource.lock_down(conn, graph)
+        builder = FeatureBuilder(conn, graph, discard=True)
+        task = progress.add_task("checking", total=len(selected)) if progress else None
+        if progress is not None:
+            progress.start()
+
+        def on_start(definition) -> None:
+            if progress is not None:
+                progress.update(task, description=f"checking {definition.feature_name}")
+
+        try:
+            for build in builder.build_all(selected, on_start=on_start):
+                builds.append(build)
+                if progress is not None:
+                    progress.advance(task)
+        finally:
+            if progress is not None:
+                progress.stop()
+    finally:
+        conn.close()
+    return builds
 
 
 def _step_failure(result) -> str:
@@ -406,7 +462,7 @@ def write_junit(
     for build in builds:
         skipped = build.status.value == "skipped"
         # A skipped build is reported as <skipped>, not counted as a failure.
-        built = skipped or build.status.value in {"published", "rejected"}
+        built = skipped or build.status.value in {"published", "checked", "rejected"}
         cases = [("build", built, build.error or "")]
         # A check that could not run (its column is missing) is skipped, not failed.
         could_not_run = {c.name for c in build.checks if c.metadata.get("skipped")}

@@ -69,7 +69,18 @@ class MaterializationRecorder:
         self.graph = graph
         self.rows: list[dict[str, Any]] = []
 
+    def commit_info(self, definition) -> dict[str, Any]:
+        """What the lake commit of a publish records beside the data, so a lost registry
+        record can be rebuilt from the lake's snapshots (``featurestore doctor``)."""
+        return {
+            "code_version": self.code_version(definition),
+            "data_fingerprint": self.graph.data_fingerprint(definition.feature_name),
+            "run_id": self.run_id,
+        }
+
     def add(self, build) -> None:
+        if getattr(build, "discarded", False):  # `check` built it and threw it away
+            return
         definition = self.graph[build.feature_name]
         self.rows.append(
             build_record(

@@ -1,23 +1,22 @@
-"""Write-audit-publish through real Dagster runs into a real DuckDB file."""
+"""Write-audit-publish through real Dagster runs into a real lake (SQLite catalog)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from featurestore_dagster.build.publish import open_duckdb
 from featurestore_dagster.cli.app import app
-from tests.conftest import base_definition
+from tests.conftest import base_definition, open_test_lake
 
 runner = CliRunner()
 
 
-def seed_prices(path, rows=((1, 10.0), (2, 11.0), (3, 12.0))):
-    conn = duckdb.connect(str(path))
+def seed_prices(lake, rows=((1, 10.0), (2, 11.0), (3, 12.0))):
+    """(Re)load raw.prices into the lake of the environment ``lake``."""
+    conn = open_test_lake(lake)
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
     conn.execute("CREATE OR REPLACE TABLE raw.prices (symbol VARCHAR, date DATE, close DOUBLE)")
     for day, close in rows:
@@ -45,25 +44,24 @@ def child(**overrides):
     return payload
 
 
-def table_rows(db, table):
-    conn = open_duckdb(db, read_only=True)
+def table_rows(lake, table):
+    conn = open_test_lake(lake, read_only=True)
     try:
         return conn.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
     finally:
         conn.close()
 
 
-def table_digest(db, table):
-    return hashlib.sha256(repr(table_rows(db, table)).encode()).hexdigest()
+def table_digest(lake, table):
+    return hashlib.sha256(repr(table_rows(lake, table)).encode()).hexdigest()
 
 
 @pytest.fixture
 def project(definitions_folder, store_env, tmp_path):
-    db = tmp_path / "features.duckdb"
-    seed_prices(db)
+    seed_prices(store_env)
     definitions_folder.write(base_definition())
     definitions_folder.write(child())
-    return definitions_folder, db, store_env
+    return definitions_folder, store_env, store_env
 
 
 def materialize(env, *args):
@@ -71,14 +69,14 @@ def materialize(env, *args):
 
 
 def test_materialize_publishes_tables_and_prints_summary(project):
-    _, db, env = project
+    _, lake, env = project
     result = materialize(env)
     assert result.exit_code == 0, result.output
     assert "close_price" in result.stdout and "double_price" in result.stdout
     assert "published" in result.stdout
-    assert table_rows(db, "features.double_price")[0] == ("AAA", _date(1), 20.0)
+    assert table_rows(lake, "features.double_price")[0] == ("AAA", _date(1), 20.0)
     # Nothing left in staging.
-    conn = open_duckdb(db, read_only=True)
+    conn = open_test_lake(lake, read_only=True)
     names = {
         r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()
     }
@@ -98,7 +96,7 @@ def test_materialize_json_lists_every_build(project):
 
 
 def test_selected_feature_builds_its_upstream_only(project, definitions_folder):
-    folder, db, env = project
+    folder, lake, env = project
     folder.write(
         child(
             feature_name="other_price",
@@ -113,12 +111,12 @@ def test_selected_feature_builds_its_upstream_only(project, definitions_folder):
 
 
 def test_blocking_failure_keeps_live_table_and_skips_downstream(project):
-    folder, db, env = project
+    folder, lake, env = project
     assert materialize(env).exit_code == 0
-    before = table_digest(db, "features.close_price")
-    downstream_before = table_digest(db, "features.double_price")
+    before = table_digest(lake, "features.close_price")
+    downstream_before = table_digest(lake, "features.double_price")
     # New raw data with a negative close violates the blocking range rule.
-    seed_prices(db, rows=((1, 10.0), (2, -5.0), (3, 12.0), (4, 13.0)))
+    seed_prices(lake, rows=((1, 10.0), (2, -5.0), (3, 12.0), (4, 13.0)))
     result = materialize(env, "--json")
     assert result.exit_code == 1
     builds = {b["feature_name"]: b for b in json.loads(result.stdout)}
@@ -128,15 +126,15 @@ def test_blocking_failure_keeps_live_table_and_skips_downstream(project):
     assert failed[0]["metadata"]["failing_rows"] == 2
     assert builds["double_price"]["status"] == "skipped"
     # Live tables byte-identical; rejected rows inspectable.
-    assert table_digest(db, "features.close_price") == before
-    assert table_digest(db, "features.double_price") == downstream_before
-    rejected = table_rows(db, builds["close_price"]["rejected_table"])
+    assert table_digest(lake, "features.close_price") == before
+    assert table_digest(lake, "features.double_price") == downstream_before
+    rejected = table_rows(lake, builds["close_price"]["rejected_table"])
     assert len(rejected) == 8 and min(r[2] for r in rejected) == -5.0
 
 
 def test_blocking_failure_human_output_names_check(project):
-    _, db, env = project
-    seed_prices(db, rows=((1, -1.0),))
+    _, lake, env = project
+    seed_prices(lake, rows=((1, -1.0),))
     result = materialize(env)
     assert result.exit_code == 1
     assert "rejected" in result.stdout and "range" in result.stdout
@@ -144,7 +142,7 @@ def test_blocking_failure_human_output_names_check(project):
 
 
 def test_non_blocking_failure_publishes_with_warning(project):
-    folder, db, env = project
+    folder, lake, env = project
     folder.write(
         base_definition(
             validation_rules=[
@@ -161,7 +159,7 @@ def test_non_blocking_failure_publishes_with_warning(project):
 
 
 def test_wrong_output_type_fails_schema_check(project):
-    folder, db, env = project
+    folder, lake, env = project
     folder.write(
         base_definition(
             data_type="integer",
@@ -186,7 +184,7 @@ def test_missing_source_table_fails_clearly(definitions_folder, store_env):
 
 
 def test_sql_runtime_error_is_reported_not_raised(project):
-    folder, db, env = project
+    folder, lake, env = project
     folder.write(
         base_definition(
             transformation={"code": "SELECT symbol, date, nope AS close_price FROM raw.prices"}
@@ -200,7 +198,7 @@ def test_sql_runtime_error_is_reported_not_raised(project):
 
 @pytest.mark.parametrize("kind", ["pandas", "arrow", "relation"])
 def test_python_transformation_results_go_into_duckdb(project, kind, tmp_path, monkeypatch):
-    folder, db, env = project
+    folder, lake, env = project
     module = tmp_path / "my_transforms.py"
     module.write_text(
         "def compute(conn, inputs, factor, kind):\n"
@@ -224,20 +222,20 @@ def test_python_transformation_results_go_into_duckdb(project, kind, tmp_path, m
     )
     result = materialize(env, "tripled", "--json")
     assert result.exit_code == 0, result.output
-    symbol, date, value = table_rows(db, "features.tripled")[0]
+    symbol, date, value = table_rows(lake, "features.tripled")[0]
     # pandas turns DATE into datetime64 (TIMESTAMP); both satisfy the schema check.
     assert (symbol, getattr(date, "date", lambda: date)(), value) == ("AAA", _date(1), 30.0)
 
 
 def test_check_command_writes_junit_and_gates(project, tmp_path):
-    _, db, env = project
+    _, lake, env = project
     report = tmp_path / "junit.xml"
     assert runner.invoke(app, ["apply"], env=env).exit_code == 0
     result = runner.invoke(app, ["check", "--junit-xml", str(report)], env=env)
     assert result.exit_code == 0, result.output
     text = report.read_text()
     assert 'testsuite name="close_price"' in text and 'failures="0"' in text
-    seed_prices(db, rows=((1, -1.0),))
+    seed_prices(lake, rows=((1, -1.0),))
     result = runner.invoke(app, ["check", "--junit-xml", str(report)], env=env)
     assert result.exit_code == 1
     assert "<failure" in report.read_text()
@@ -252,9 +250,9 @@ def _date(day):
 def test_junit_counts_a_skipped_feature_as_skipped_not_failed(project, tmp_path):
     from xml.etree import ElementTree
 
-    _, db, env = project
+    _, lake, env = project
     assert runner.invoke(app, ["apply"], env=env).exit_code == 0
-    seed_prices(db, rows=((1, -1.0),))
+    seed_prices(lake, rows=((1, -1.0),))
     report = tmp_path / "junit.xml"
     assert runner.invoke(app, ["check", "--junit-xml", str(report)], env=env).exit_code == 1
     suites = {s.get("name"): s for s in ElementTree.parse(report).getroot()}

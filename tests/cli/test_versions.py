@@ -309,18 +309,24 @@ def test_impact_window_from_pyproject(definitions_folder, env, tmp_path, monkeyp
 # --- show / check / materialization records ----------------------------------------------------
 
 
-def test_materialize_records_runs_shown_by_show_and_check(definitions_folder, env, tmp_path):
+def test_materialize_records_runs_shown_by_show_and_check_records_none(
+    definitions_folder, env, tmp_path
+):
     definitions_folder.write(base_definition(sources=[], transformation={"code": VALUES_SQL}))
     junit = tmp_path / "junit.xml"
     check = run(env, "check", "--json", "--junit-xml", str(junit))
     assert check.exit_code == 1
     report = json.loads(check.stdout)
     assert report["unregistered"][0]["feature_name"] == "close_price"
-    assert report["features"][0]["status"] == "published" and not report["passed"]
+    assert report["features"][0]["status"] == "checked" and not report["passed"]
     assert '<testsuite name="registry" tests="1" failures="1">' in junit.read_text()
 
     assert run(env, "apply").exit_code == 0
     assert run(env, "check").exit_code == 0
+    # check builds and discards: no materialization recorded, nothing published.
+    assert json.loads(run(env, "show", "close_price", "--json").stdout)["materializations"] == []
+    assert run(env, "materialize").exit_code == 0
+    assert run(env, "materialize").exit_code == 0
     shown = json.loads(run(env, "show", "close_price", "--json").stdout)
     assert shown["current_version"] == "1.0.0" and shown["version_count"] == 1
     runs = shown["materializations"]

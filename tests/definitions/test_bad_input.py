@@ -229,8 +229,8 @@ def test_bad_definition_exits_2_and_names_where(
     for text in expected:
         assert text in message, f"{text!r} not in {message!r}"
     assert "Traceback" not in result.output
-    # Nothing written: no DuckDB file, no registry.
-    assert not (tmp_path / "features.duckdb").exists()
+    # Nothing written: no lake, no registry.
+    assert not (tmp_path / "lake.sqlite").exists() and not (tmp_path / "lake").exists()
     assert not (tmp_path / "registry.db").exists()
 
 
@@ -262,4 +262,4 @@ def test_unknown_feature_exits_2_with_suggestion(definitions_folder, store_env, 
     assert result.exit_code == 2
     assert "unknown feature 'close_pryce'" in result.stderr
     assert "close_price" in result.stderr
-    assert not (tmp_path / "features.duckdb").exists()
+    assert not (tmp_path / "lake.sqlite").exists()

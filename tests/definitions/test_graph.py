@@ -128,7 +128,13 @@ def test_corrupt_cache_is_ignored(definitions_folder, tmp_path):
     [
         ('definitions = "defs"', "definitions_path", "defs"),
         ('definitions_path = "defs"', "definitions_path", "defs"),
-        ('duckdb_path = "data/x.duckdb"', "duckdb_path", "data/x.duckdb"),
+        ('lake_data = "data/lake"', "lake_data", "data/lake"),
+        ('lake_catalog = "sqlite:data/l.sqlite"', "lake_catalog", "sqlite:{root}/data/l.sqlite"),
+        (
+            'lake_catalog = "postgresql://u@db/lake"',
+            "lake_catalog",
+            "postgresql://u@db/lake",
+        ),
         ('registry_url = "sqlite:///r.db"', "registry_url", "sqlite:///r.db"),
     ],
 )
@@ -137,18 +143,20 @@ def test_pyproject_settings(tmp_path, monkeypatch, toml, attribute, expected):
 
     for name in (
         "FEATURESTORE_DEFINITIONS",
-        "FEATURESTORE_DUCKDB_PATH",
+        "FEATURESTORE_LAKE_CATALOG",
+        "FEATURESTORE_LAKE_DATA",
         "FEATURESTORE_REGISTRY_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     (tmp_path / "pyproject.toml").write_text(f"[tool.featurestore]\n{toml}\n")
     value = getattr(Settings.load(start=tmp_path), attribute)
-    assert str(value) == expected or str(value) == str(tmp_path / expected)
+    expected = expected.format(root=tmp_path.resolve())
+    assert str(value) in (expected, str(tmp_path / expected), str(tmp_path.resolve() / expected))
 
 
 def test_environment_beats_pyproject(tmp_path, monkeypatch):
     from featurestore_dagster.config import Settings
 
-    (tmp_path / "pyproject.toml").write_text('[tool.featurestore]\nduckdb_path = "a.duckdb"\n')
-    monkeypatch.setenv("FEATURESTORE_DUCKDB_PATH", str(tmp_path / "b.duckdb"))
-    assert Settings.load(start=tmp_path).duckdb_path == tmp_path / "b.duckdb"
+    (tmp_path / "pyproject.toml").write_text('[tool.featurestore]\nlake_data = "a"\n')
+    monkeypatch.setenv("FEATURESTORE_LAKE_DATA", str(tmp_path / "b"))
+    assert Settings.load(start=tmp_path).lake_data == tmp_path / "b"

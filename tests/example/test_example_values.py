@@ -190,12 +190,13 @@ def test_raw_data_default_shape(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
-    """Run ``featurestore materialize`` once on a fresh folder and open its DuckDB file."""
+    """Run ``featurestore materialize`` once on a fresh folder and open its lake read-only
+    (the bootstrap hook loaded the raw tables into the same lake)."""
     folder = tmp_path_factory.mktemp("example_store")
-    database = folder / "f.duckdb"
     env = {
         **os.environ,
-        "FEATURESTORE_DUCKDB_PATH": str(database),
+        "FEATURESTORE_LAKE_CATALOG": f"sqlite:{folder / 'lake.sqlite'}",
+        "FEATURESTORE_LAKE_DATA": str(folder / "lake"),
         "FEATURESTORE_REGISTRY_URL": f"sqlite:///{folder / 'r.db'}",
         "FEATURESTORE_DEFINITIONS": str(DEFINITIONS),
         "FEATURESTORE_EXAMPLE_SYMBOLS": str(SYMBOLS),
@@ -213,7 +214,9 @@ def store(tmp_path_factory: pytest.TempPathFactory):
             f"featurestore materialize exited {result.returncode}\n"
             f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"
         )
-    conn = duckdb.connect(str(database), read_only=True)
+    from tests.conftest import open_test_lake
+
+    conn = open_test_lake(env, read_only=True)
     yield conn
     conn.close()
 

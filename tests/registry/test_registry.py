@@ -265,11 +265,11 @@ def test_unusable_registry_urls(url, phrase):
 # --- concurrent applies (separate processes) ----------------------------------------------
 
 
-def _apply_worker(definitions, registry_url, duckdb_path, barrier, results):
+def _apply_worker(definitions, registry_url, lake_data, barrier, results):
     from featurestore_dagster.store import FeatureStore
 
     store = FeatureStore(
-        definitions_path=definitions, registry_url=registry_url, duckdb_path=duckdb_path
+        definitions_path=definitions, registry_url=registry_url, lake_data=lake_data
     )
     store.plan()  # everything imported and planned before the race starts
     barrier.wait(timeout=60)
@@ -285,7 +285,7 @@ def _race(folders, registry_url, tmp_path):
     processes = [
         context.Process(
             target=_apply_worker,
-            args=(str(f), registry_url, str(tmp_path / f"f{i}.duckdb"), barrier, results),
+            args=(str(f), registry_url, str(tmp_path / f"lake{i}"), barrier, results),
         )
         for i, f in enumerate(folders)
     ]

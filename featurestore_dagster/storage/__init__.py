@@ -1,0 +1,1 @@
+"""The lake: DuckLake connections, snapshots, time travel and retention."""
