@@ -109,7 +109,7 @@ def test_rejection_skips_only_what_is_below_it_across_steps(
 
     With one feature per step every edge crosses steps: Dagster does not run the steps below
     the failed one, and the run reports them as skipped with the upstream that caused it."""
-    seed_prices(tmp_path / "features.duckdb")
+    seed_prices(store_env)
     negative = {
         "rule_type": "range",
         "parameters": {"max": 0},  # every close is positive: rejected
