@@ -65,7 +65,18 @@ def lock_down(
     statements = [
         "SET autoinstall_known_extensions = false",
         "SET allow_community_extensions = false",
-        "SET allow_persistent_secrets = false",
+    ]
+    # Once a secret is looked up (attaching a DuckLake does) this setting can no longer be
+    # changed, even to its current value: SQLite-catalog lakes are opened with it off; a
+    # PostgreSQL catalog needs the secret storage to attach, so it stays as it was there.
+    persistent = conn.execute("SELECT current_setting('allow_persistent_secrets')").fetchone()[0]
+    if persistent not in (False, "false"):
+        try:
+            conn.execute("SET allow_persistent_secrets = false")
+        except duckdb.InvalidInputException as error:
+            if "secret manager is used" not in str(error):
+                raise
+    statements += [
         "SET python_enable_replacements = false",
         f"SET allowed_directories = {_list_literal(directories)}",
         f"SET allowed_paths = {_list_literal(paths)}",

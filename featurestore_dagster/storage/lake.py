@@ -123,9 +123,12 @@ def open_lake(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPy
         open_lake(settings).close()  # an empty lake, so readers get "no such table" later
     if not read_only:
         _prepare_writable(settings)
-    conn = duckdb.connect(
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    )
+    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    if catalog_kind(settings.lake_catalog) == "sqlite":
+        # Before the ATTACH uses the secret manager (the sandbox turns it off; it cannot be
+        # changed afterwards). A PostgreSQL catalog looks up secrets in that storage.
+        config["allow_persistent_secrets"] = False
+    conn = duckdb.connect(config=config)
     try:
         # Only what this catalog needs: each LOAD reads and verifies a ~35 MB library.
         scanner = f"{catalog_kind(settings.lake_catalog)}_scanner"
