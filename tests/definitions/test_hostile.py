@@ -158,7 +158,10 @@ def assert_nothing_escaped(conn, outside: Path, canary: str) -> None:
     databases = {
         row[0] for row in conn.execute("SELECT database_name FROM duckdb_databases()").fetchall()
     }
-    assert databases <= {"memory", "system", "temp", "featurestore"}
+    from featurestore_dagster.storage.lake import OVERLAY, STAGING
+
+    # The build's own in-memory catalogs (staging, check overlay) are attached before the lock.
+    assert databases <= {"memory", "system", "temp", "featurestore", STAGING, OVERLAY}
     tables = conn.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()"
     ).fetchall()
