@@ -404,7 +404,6 @@ class FeatureBuilder:
             for (schema,) in schemas:
                 self.conn.execute(f"DROP SCHEMA {OVERLAY}.{quote_identifier(schema)} CASCADE")
             self._overlay = False
-        self._published: set[str] = set(published_upstream)
 
     def _drop(self, table: str) -> None:
         self.conn.execute(f"DROP TABLE IF EXISTS {quote_table(table)}")

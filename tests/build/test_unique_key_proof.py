@@ -29,7 +29,7 @@ def materialize(env, *names):
 def test_projection_of_a_feature_built_in_the_run_is_proven_and_duplicates_are_scanned(
     definitions_folder, store_env, tmp_path
 ):
-    seed_prices(tmp_path / "features.duckdb")
+    seed_prices(store_env)
     definitions_folder.write(base_definition())
     definitions_folder.write(child())  # close_price * 2: a projection
     definitions_folder.write(
@@ -56,7 +56,7 @@ def test_projection_of_a_feature_built_in_the_run_is_proven_and_duplicates_are_s
 
 def test_an_upstream_not_built_in_the_run_is_not_trusted(definitions_folder, store_env, tmp_path):
     """Its live table may predate its current definition (or have been edited): scan."""
-    seed_prices(tmp_path / "features.duckdb")
+    seed_prices(store_env)
     definitions_folder.write(base_definition())
     definitions_folder.write(child())
     assert materialize(store_env)[0] == 0

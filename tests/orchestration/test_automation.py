@@ -106,7 +106,8 @@ def test_unknown_automation_is_refused():
 def test_eager_does_not_launch_past_a_failed_blocking_check(tmp_path):
     settings = Settings.load(
         definitions_path=tmp_path,
-        duckdb_path=tmp_path / "features.duckdb",
+        lake_catalog=f"sqlite:{tmp_path / 'lake.sqlite'}",
+        lake_data=tmp_path / "lake",
         registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
     )
     resource = FeatureStoreResource(settings, record_materializations=False)
