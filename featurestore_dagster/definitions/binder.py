@@ -217,20 +217,23 @@ def _issue(d: FeatureDefinition, field: str, message: str) -> DefinitionIssue:
 
 
 def bind_definitions(graph: FeatureGraph, settings) -> list[DefinitionIssue]:
-    """``bind_graph`` against the tables of the configured store, opened read-only (none when
-    it does not exist yet or cannot be opened now: then only SQL over upstream features and
-    inline data is bound)."""
-    from featurestore_dagster.build.publish import open_duckdb
+    """``bind_graph`` against the tables of the configured lake (and attached DuckDB files),
+    opened read-only (none when the lake does not exist yet or cannot be opened now: then only
+    SQL over upstream features and inline data is bound)."""
+    from featurestore_dagster.errors import LakeError
+    from featurestore_dagster.storage.lake import lake_exists, open_lake
 
     tables: dict[str, Schema] = {}
-    if settings.duckdb_path.exists():
+    if lake_exists(settings):
         try:
-            conn = open_duckdb(settings.duckdb_path, read_only=True)
-        except duckdb.Error:
-            conn = None  # a build holds the file: bind what needs no source
+            conn = open_lake(settings, read_only=True)
+        except (duckdb.Error, LakeError):
+            conn = None  # the catalog cannot be reached now: bind what needs no source
         if conn is not None:
             try:
                 tables = table_schemas(conn)
+                for name, _ in settings.attach:  # source `name.table` reads name.main.table
+                    tables.update(_attached_schemas(conn, name))
             finally:
                 conn.close()
     cache_path = Path(settings.cache_path).parent / "bound_sql.json"
@@ -259,3 +262,16 @@ def _write_cache(path: Path, cache: dict) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # an unwritable cache only costs time
+
+
+def _attached_schemas(conn: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, Schema]:
+    rows = conn.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns"
+        " WHERE table_catalog = ? AND table_schema = 'main' ORDER BY table_name,"
+        " ordinal_position",
+        [catalog],
+    ).fetchall()
+    schemas: dict[str, Schema] = {}
+    for table, column, kind in rows:
+        schemas.setdefault(f"{catalog}.{table}".lower(), []).append((column, kind))
+    return schemas

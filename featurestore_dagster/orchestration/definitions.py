@@ -31,8 +31,8 @@ from featurestore_dagster.orchestration.steps import BuildStep, plan_steps
 from featurestore_dagster.orchestration.translator import FeatureTranslator, build_specs
 from featurestore_dagster.registry import Registry
 from featurestore_dagster.registry.materializations import MaterializationRecorder
-from featurestore_dagster.versioning.plan import is_dev_version
 from featurestore_dagster.storage.lake import lock_build_connection, open_build_connection
+from featurestore_dagster.versioning.plan import is_dev_version
 
 RESOURCE_KEY = "featurestore"
 # Runs tagged with it refuse unregistered definitions (scheduled runs are).

@@ -8,7 +8,6 @@ import json
 import dagster as dg
 from typer.testing import CliRunner
 
-from featurestore_dagster.build.publish import open_duckdb
 from featurestore_dagster.cli.app import app
 from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.graph import FeatureGraph
@@ -18,6 +17,7 @@ from featurestore_dagster.orchestration.definitions import (
     build_assets,
 )
 from featurestore_dagster.orchestration.translator import FeatureTranslator
+from featurestore_dagster.storage.lake import open_lake
 from tests.conftest import base_definition
 
 runner = CliRunner()
@@ -36,7 +36,7 @@ def run(env, *args):
 
 def spoil_live_table(settings: Settings) -> None:
     """A bad row written by hand into the published table (range rule: min 0)."""
-    conn = open_duckdb(settings.duckdb_path)
+    conn = open_lake(settings)
     try:
         conn.execute("INSERT INTO features.close_price VALUES ('c', DATE '2024-01-02', -7.0)")
     finally:
@@ -44,7 +44,7 @@ def spoil_live_table(settings: Settings) -> None:
 
 
 def live_rows(settings: Settings) -> list[tuple]:
-    conn = open_duckdb(settings.duckdb_path, read_only=True)
+    conn = open_lake(settings, read_only=True)
     try:
         return conn.execute("SELECT * FROM features.close_price ORDER BY symbol").fetchall()
     finally:

@@ -71,7 +71,8 @@ def project(tmp_path_factory):
     (folder / "close_price.yaml").write_text(yaml.safe_dump(base_definition()))
     env = {
         "FEATURESTORE_DEFINITIONS": str(folder),
-        "FEATURESTORE_DUCKDB_PATH": str(root / "features.duckdb"),
+        "FEATURESTORE_LAKE_CATALOG": f"sqlite:{root / 'lake.sqlite'}",
+        "FEATURESTORE_LAKE_DATA": str(root / "lake"),
         "FEATURESTORE_REGISTRY_URL": f"sqlite:///{root / 'registry.db'}",
         "FEATURESTORE_BOOTSTRAP": "",
     }

@@ -84,7 +84,7 @@ def test_plan_binds_sql_without_running_it(definitions_folder, store_env, payloa
         assert phrase in message
     check = runner.invoke(app, ["check"], env=store_env)
     assert check.exit_code == 2 and phrases[0] in " ".join(check.stderr.split())
-    assert not (definitions_folder.root / "features.duckdb").exists()  # nothing was built
+    assert not (definitions_folder.root / "lake.sqlite").exists()  # nothing was built
 
 
 def test_a_correct_graph_binds_cleanly(definitions_folder):
