@@ -29,8 +29,8 @@ from typing import Any
 
 import duckdb
 
-from featurestore_dagster.build.partitions import BuildWindow
 from featurestore_dagster.build.checks import CheckOutcome, TableProfile, evaluate_checks
+from featurestore_dagster.build.partitions import BuildWindow
 from featurestore_dagster.build.transformations import build_into, render_sql
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import (

@@ -25,5 +25,5 @@ def test_missing_source_fails_the_feature_and_skips_its_downstream(
     assert "source table raw.prices does not exist" in builds["close_price"]["error"]
     assert builds["double_price"]["status"] == "skipped"
     # Loaded later, the next run finds it.
-    seed_prices(tmp_path / "features.duckdb")
+    seed_prices(store_env)
     assert runner.invoke(app, ["materialize"], env=store_env).exit_code == 0

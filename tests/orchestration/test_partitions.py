@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from featurestore_dagster.build.partitions import BuildWindow, windowed_sql
-from featurestore_dagster.build.publish import open_duckdb
 from featurestore_dagster.cli.app import app
 from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.graph import FeatureGraph
@@ -26,7 +25,7 @@ from featurestore_dagster.orchestration.partitions import parse_partition_range,
 from featurestore_dagster.orchestration.steps import plan_steps
 from featurestore_dagster.orchestration.translator import FeatureTranslator
 from tests.build.test_publish import seed_prices
-from tests.conftest import base_definition
+from tests.conftest import base_definition, open_test_lake
 
 DAILY = {"type": "daily", "start": "2024-01-02", "lookback": "3d"}
 
@@ -164,7 +163,7 @@ def partitioned_project(definitions_folder):
 
 
 def table(env, name):
-    conn = open_duckdb(env["FEATURESTORE_DUCKDB_PATH"], read_only=True)
+    conn = open_test_lake(env, read_only=True)
     try:
         return {
             (s, str(d)): round(v, 6)
@@ -181,9 +180,7 @@ def materialize(env, *args):
 
 def test_a_partition_run_rebuilds_only_its_window(definitions_folder, store_env):
     partitioned_project(definitions_folder)
-    seed_prices(
-        store_env["FEATURESTORE_DUCKDB_PATH"], [(d, 10.0 + d) for d in range(1, PRICE_DAYS + 1)]
-    )
+    seed_prices(store_env, [(d, 10.0 + d) for d in range(1, PRICE_DAYS + 1)])
     result, builds = materialize(store_env)  # everything: one run per partitioning
     assert result.exit_code == 0, result.output
     assert [b["feature_name"] for b in builds] == ["close_price", "smooth", "summary"]
@@ -191,9 +188,7 @@ def test_a_partition_run_rebuilds_only_its_window(definitions_folder, store_env)
     smooth_before = table(store_env, "smooth")
 
     # new raw prices everywhere; only 2024-01-05 is rebuilt
-    seed_prices(
-        store_env["FEATURESTORE_DUCKDB_PATH"], [(d, 100.0 + d) for d in range(1, PRICE_DAYS + 1)]
-    )
+    seed_prices(store_env, [(d, 100.0 + d) for d in range(1, PRICE_DAYS + 1)])
     result, builds = materialize(store_env, "smooth", "--partition", "2024-01-05")
     assert result.exit_code == 0, result.output
     assert [(b["feature_name"], b["window"]) for b in builds] == [
@@ -250,10 +245,18 @@ def test_checks_of_a_partition_run_say_which_window_they_audited(tmp_path):
             },
         )
     )
-    path = tmp_path / "features.duckdb"
+    path = {
+        "FEATURESTORE_DEFINITIONS": str(tmp_path),
+        "FEATURESTORE_REGISTRY_URL": f"sqlite:///{tmp_path / 'r.db'}",
+        "FEATURESTORE_LAKE_CATALOG": f"sqlite:{tmp_path / 'lake.sqlite'}",
+        "FEATURESTORE_LAKE_DATA": str(tmp_path / "lake"),
+    }
     seed_prices(path, [(1, 1.0), (2, -5.0)])  # 2024-01-03 breaks the blocking range min 0
     settings = Settings.load(
-        definitions_path=tmp_path, duckdb_path=path, registry_url=f"sqlite:///{tmp_path / 'r.db'}"
+        definitions_path=tmp_path,
+        lake_catalog=path["FEATURESTORE_LAKE_CATALOG"],
+        lake_data=path["FEATURESTORE_LAKE_DATA"],
+        registry_url=path["FEATURESTORE_REGISTRY_URL"],
     )
     resource = FeatureStoreResource(settings, record_materializations=False)
     assets = build_assets(graph, FeatureTranslator())
@@ -275,8 +278,8 @@ def test_checks_of_a_partition_run_say_which_window_they_audited(tmp_path):
     assert table_rows(path) == [("AAA", "2024-01-02", 1.0), ("BBB", "2024-01-02", 1.0)]
 
 
-def table_rows(path):
-    conn = open_duckdb(path, read_only=True)
+def table_rows(env):
+    conn = open_test_lake(env, read_only=True)
     try:
         return [
             (s, str(d), v)

@@ -17,7 +17,7 @@ from tests.conftest import REPO_ROOT, base_definition, temporary_postgres_databa
 def test_materialize_records_its_run_in_a_postgres_instance(
     definitions_folder, store_env, tmp_path, monkeypatch
 ):
-    seed_prices(tmp_path / "features.duckdb")
+    seed_prices(store_env)
     definitions_folder.write(base_definition())
     definitions_folder.write(child())
     home = tmp_path / "dagster_home"

@@ -143,7 +143,7 @@ def test_multiprocess_executor_builds_every_step_and_loses_nothing(
 ):
     """Steps in processes of their own (one feature per step): every build comes back, a
     rejection still skips exactly what is below it, the registry has one row per feature."""
-    seed_prices(tmp_path / "features.duckdb")
+    seed_prices(store_env)
     negative = {"rule_type": "range", "parameters": {"max": 0}, "is_blocking": True}
     for i in range(4):
         definitions_folder.write(feature(f"close_{i}", feature_type="raw"))
