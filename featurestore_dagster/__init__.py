@@ -40,9 +40,13 @@ _EXPORTS = {
     "FeatureVersion": "models",
     "FieldDiff": "versioning.plan",
     "MaterializationError": "errors",
+    "LookaheadError": "errors",
     "MaterializationInfo": "models",
+    "OnlineFeatures": "consumers.online",
     "Plan": "versioning.plan",
     "RegistryError": "errors",
+    "TrainingSet": "consumers.training_sets",
+    "TrainingSetError": "errors",
     "Transformation": "definitions.models",
     "TransitionError": "errors",
     "UnknownFeatureError": "errors",
@@ -69,6 +73,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from featurestore_dagster.consumers.online import OnlineFeatures
+    from featurestore_dagster.consumers.training_sets import TrainingSet
     from featurestore_dagster.definitions.models import (
         DataType,
         FeatureDefinition,
@@ -82,8 +88,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         DefinitionError,
         DefinitionIssue,
         FeatureStoreError,
+        LookaheadError,
         MaterializationError,
         RegistryError,
+        TrainingSetError,
         TransitionError,
         UnknownFeatureError,
         UsageError,
@@ -120,9 +128,13 @@ __all__ = [
     "FeatureVersion",
     "FieldDiff",
     "MaterializationError",
+    "LookaheadError",
     "MaterializationInfo",
+    "OnlineFeatures",
     "Plan",
     "RegistryError",
+    "TrainingSet",
+    "TrainingSetError",
     "Transformation",
     "TransitionError",
     "UnknownFeatureError",

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from featurestore_dagster.config import Settings
+from featurestore_dagster.consumers.api import ConsumerAPI
 from featurestore_dagster.definitions.binder import bind_definitions
 from featurestore_dagster.definitions.cache import LoadCache
 from featurestore_dagster.definitions.catalog import filter_definitions
@@ -87,7 +88,7 @@ def default_user() -> str | None:
         return None
 
 
-class FeatureStore(DefinitionChanges, UsageAPI):
+class FeatureStore(DefinitionChanges, UsageAPI, ConsumerAPI):
     """Definitions folder + registry + lake, opened from the configuration.
 
     Args:

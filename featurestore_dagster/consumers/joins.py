@@ -82,7 +82,8 @@ def table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]
     return {row[0]: row[1] for row in rows}
 
 
-def _family(duckdb_type: str) -> str:
+def type_family(duckdb_type: str) -> str:
+    """Types that compare as equal keys: integers, strings, numbers, times, else the type."""
     text = duckdb_type.upper()
     if text in _INTEGERS:
         return "integer"
@@ -139,7 +140,7 @@ def plan_reads(
         for key in read.entity_columns:
             if key not in spine_types:
                 problems.append(f"{where}: the spine has no key column '{key}'")
-            elif _family(spine_types[key]) != _family(table[key]):
+            elif type_family(spine_types[key]) != type_family(table[key]):
                 problems.append(
                     f"{where}: spine column '{key}' is {spine_types[key]} but the feature's"
                     f" key is {table[key]}"

@@ -153,3 +153,24 @@ class UsageRecord(SQLModel, table=True):
     usage_timestamp: datetime = _time()
     execution_id: str | None = Field(default=None, max_length=255)
     execution_duration_ms: float | None = None
+
+
+class TrainingSetRecord(SQLModel, table=True):
+    """One training set's manifest (SPEC section 9): what it read, pinned to lake snapshots.
+
+    ``snapshot_ids`` is kept beside the manifest so retention (``gc``) reads the snapshots it
+    must keep without parsing every manifest.
+    """
+
+    __tablename__ = "training_sets"
+
+    id: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = _time(index=True)
+    created_by: str | None = Field(default=None, max_length=320)
+    used_by_model: str | None = Field(default=None, max_length=255)
+    model_version: str | None = Field(default=None, max_length=64)
+    environment: str | None = Field(default=None, max_length=16)
+    spine_row_count: int = Field(sa_column=Column(BigInteger, nullable=False))
+    spine_hash: str = Field(max_length=64)
+    snapshot_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    manifest: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

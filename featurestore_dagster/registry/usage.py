@@ -415,3 +415,35 @@ def feature_model_summaries(conn: Connection, names: Iterable[str] | None = None
     if names is not None:
         query = query.where(USAGE.c.feature_name.in_(sorted(set(names))))
     return list(conn.execute(query))
+
+
+# --- training sets -------------------------------------------------------------------------------
+
+
+def usage_by_execution(
+    conn: Connection, execution_id: str, used_by_model: str, model_version: str
+) -> list[Any]:
+    """The usage rows of one model run, found by its ``execution_id`` (a training set id)."""
+    query = (
+        select(USAGE)
+        .where(USAGE.c.execution_id == execution_id)
+        .where(USAGE.c.used_by_model == used_by_model)
+        .where(USAGE.c.model_version == model_version)
+        .order_by(USAGE.c.id)
+    )
+    return list(conn.execute(query))
+
+
+def update_usage_values(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> int:
+    """Set ``feature_importance`` / ``correlation_with_target`` (the keys present) of rows by
+    id; counters are untouched (no new use). Returns the number of rows updated."""
+    total = 0
+    for item in updates:
+        values = {
+            k: item[k] for k in ("feature_importance", "correlation_with_target") if k in item
+        }
+        if values:
+            total += conn.execute(
+                update(USAGE).where(USAGE.c.id == item["id"]).values(**values)
+            ).rowcount
+    return total

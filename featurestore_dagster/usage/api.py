@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -137,6 +137,7 @@ class UsageAPI:
         execution_id: str | None = None,
         execution_duration_ms: float | None = None,
         usage_timestamp: datetime | None = None,
+        training_set_id: str | None = None,
     ) -> list[FeatureUsage]:
         """Record one model run's use of many features in one atomic write.
 
@@ -144,11 +145,31 @@ class UsageAPI:
             features: feature name -> importance (or just names, importance unknown).
             correlations: feature name -> correlation with the target, within [-1, 1].
             feature_versions: feature name -> the version used (default: current registered).
+            training_set_id: the training set the model was fitted on: its usage records
+                (written by ``get_training_set(model=...)``) get these importances; without
+                such records they are written now, with the versions the training set read
+                and its id as ``execution_id``.
 
         Raises:
             UnknownFeatureError, UsageError: as ``record_feature_usage``; one bad feature
                 refuses the whole run and nothing is written.
         """
+        if training_set_id is not None:
+            from featurestore_dagster.usage.training import record_training_set_usage
+
+            return record_training_set_usage(
+                self,
+                training_set_id,
+                used_by_model=used_by_model,
+                model_version=model_version,
+                environment=environment,
+                features=features,
+                correlations=correlations,
+                feature_versions=feature_versions,
+                execution_id=execution_id,
+                execution_duration_ms=execution_duration_ms,
+                usage_timestamp=usage_timestamp,
+            )
         run = {
             "used_by_model": used_by_model,
             "model_version": model_version,
@@ -179,13 +200,25 @@ class UsageAPI:
             records=written if return_records else [],
         )
 
-    def _record(self, records: list[dict[str, Any]], *, returning: bool) -> list[FeatureUsage]:
+    def _record(
+        self,
+        records: list[dict[str, Any]],
+        *,
+        returning: bool,
+        rows: list[dict[str, Any]] | None = None,
+        also: Callable[[Connection], None] | None = None,
+    ) -> list[FeatureUsage]:
+        """Validate and write usage records in one transaction; ``also(conn)`` runs in that
+        same transaction first (a training set's manifest); ``rows`` are already validated."""
         graph = self.graph  # one snapshot of the definitions for the whole call
-        rows = validate_usage(records, graph, now=datetime.now(UTC))
+        if rows is None:
+            rows = validate_usage(records, graph, now=datetime.now(UTC))
 
         known = self.__dict__.setdefault("_registered_version_cache", set())
 
         def work(conn: Connection) -> list[int]:
+            if also is not None:
+                also(conn)
             _resolve_versions(conn, rows, known)
             ids = sql.insert_usage(conn, rows, returning=returning)
             counts: dict[str, tuple[int, datetime]] = {}
