@@ -47,22 +47,10 @@ def open_reader(settings) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the feature data (the lake, attached as ``featurestore``),
     its DuckDB memory bounded (``FEATURESTORE_MEMORY_LIMIT``, default 1GB) and spilling
     under the store's state folder."""
-    try:
-        from featurestore_dagster.storage.lake import open_lake
-    except ImportError:  # before the lake: the DuckDB file
-        from featurestore_dagster.build.publish import open_duckdb
+    from featurestore_dagster.storage.lake import open_lake
 
-        try:
-            conn = open_duckdb(settings.duckdb_path, read_only=True)
-        except duckdb.Error as error:
-            first = str(error).strip().splitlines()[0]
-            raise TrainingSetError(
-                f"no feature data to read yet ({first}); materialize first"
-            ) from None
-        spill = settings.duckdb_path.parent / "tmp"
-    else:
-        conn = open_lake(settings, read_only=True)
-        spill = settings.lake_data.parent / "tmp"
+    conn = open_lake(settings, read_only=True)
+    spill = settings.lake_data.parent / "tmp"
     limit = os.environ.get(ENV_MEMORY_LIMIT) or DEFAULT_MEMORY_LIMIT
     try:
         conn.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
