@@ -173,15 +173,26 @@ def training_sets(root: Path, args) -> dict:
     return results
 
 
+def high_water_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: Linux carries that over from the
+    parent across fork and exec, so a child would report its parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def peak_rss(root: Path, args) -> float:
-    """Peak RSS (MB) of a fresh process building the training set once."""
+    """Peak RSS (MB) of a fresh process building the training set once (run before this
+    process grows)."""
     code = (
-        "import resource, sys; sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r});"
+        "import sys; sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r});"
         "import training_sets as b; from pathlib import Path;"
         "from featurestore_dagster.store import FeatureStore;"
         "s = b.spine_table({rows}, {symbols}, {days});"
         "b.run_store(FeatureStore(settings=b.settings_for(Path({tmp!r}))), s, {features}, None);"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(b.high_water_mb())"
     ).format(
         root=str(ROOT),
         bench=str(ROOT / "benchmarks"),
@@ -194,7 +205,7 @@ def peak_rss(root: Path, args) -> float:
     output = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
-    return round(int(output.strip().splitlines()[-1]) / 1024, 1)
+    return float(output.strip().splitlines()[-1])
 
 
 def online(root: Path, args) -> dict:
@@ -271,10 +282,10 @@ def main() -> None:
             "spine_rows": args.spine_rows,
             "feature_rows": args.symbols * args.days,
             "setup_seconds": round(setup, 1),
-            "training_set": {} if args.only == "online" else training_sets(root, args),
             "peak_rss_mb": None if args.skip_rss or args.only else peak_rss(root, args),
+            "training_set": {} if args.only == "online" else training_sets(root, args),
             "online": {} if args.only == "training-set" else online(root, args),
-            "bench_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "bench_rss_mb": high_water_mb(),
         }
     ts = result["training_set"]
     if ts:
