@@ -82,4 +82,5 @@ class MaterializationInfo(BaseModel):
     checks: list[dict[str, Any]] = []
     error: str | None = None
     duration_ms: float | None = None
+    snapshot_id: int | None = None  # the lake snapshot of the publish
     created_at: datetime

@@ -39,6 +39,7 @@ from featurestore_dagster.errors import (
 )
 from featurestore_dagster.models import FeatureInfo, FeatureVersion, MaterializationInfo
 from featurestore_dagster.registry import Registration, Registry
+from featurestore_dagster.storage.api import LakeAPI
 from featurestore_dagster.usage.api import UsageAPI
 from featurestore_dagster.versioning.changes import DefinitionChanges, impact_window_days
 from featurestore_dagster.versioning.code_versions import code_versions, normalization_cache_path
@@ -88,7 +89,7 @@ def default_user() -> str | None:
         return None
 
 
-class FeatureStore(DefinitionChanges, UsageAPI, ConsumerAPI):
+class FeatureStore(DefinitionChanges, UsageAPI, ConsumerAPI, LakeAPI):
     """Definitions folder + registry + lake, opened from the configuration.
 
     Args:

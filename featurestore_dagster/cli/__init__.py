@@ -7,7 +7,7 @@ that registers its commands on it when imported here.
 
 import gc
 
-from featurestore_dagster.cli import build, catalog, consumers, serve, usage, versions  # noqa: F401
+from featurestore_dagster.cli import build, catalog, consumers, lake, serve, usage, versions  # noqa: F401
 from featurestore_dagster.cli.app import app
 
 # A command is one short process that allocates millions of long-lived objects (definitions,

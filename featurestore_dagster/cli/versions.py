@@ -270,16 +270,25 @@ def rollback(
     json_output: JsonOption = False,
 ) -> None:
     """Restore version X's transformation, rules and schema as a new version."""
-    version = open_store().rollback_version(
+    store = open_store()
+    version = store.rollback_version(
         name, to_version=to, changelog=message, allow_breaking=allow_breaking
     )
+    # The data too: from the last retained publish of X's data, in one lake transaction.
+    data = store.restore_feature_data(name, to, new_version=version.version)
     if json_output:
-        print_json(_dump(version))
+        print_json({**_dump(version), "data": data.__dict__})
         return
     out.print(
         f"{escape(name)}: restored {to} as [bold]{version.version}[/]"
         f" ({version.change_category}); {escape(version.changelog or '')}"
     )
+    if data.restored:
+        out.print(
+            f"{escape(name)}: live table {escape(data.message)}; lake snapshot {data.snapshot_id}"
+        )
+    else:
+        err.print(f"[yellow]{escape(name)}[/]: {escape(data.message)}")
 
 
 # --- lifecycle -------------------------------------------------------------------------------
@@ -374,8 +383,8 @@ def render_registry(data: dict[str, Any]) -> None:
         out.print("no materializations recorded")
         return
     table = Table(title="last runs", title_justify="left")
-    for column in ("time", "version", "status", "rows", "checks", "run id"):
-        table.add_column(column, justify="right" if column == "rows" else "left")
+    for column in ("time", "version", "status", "rows", "checks", "snapshot", "run id"):
+        table.add_column(column, justify="right" if column in {"rows", "snapshot"} else "left")
     for run in runs:
         checks = run["checks"] or []
         failed = [c["name"] for c in checks if not c.get("passed")]
@@ -388,6 +397,7 @@ def render_registry(data: dict[str, Any]) -> None:
             run["status"],
             f"{run['rows']:,}" if run["rows"] is not None else "-",
             escape(summary),
+            str(run["snapshot_id"]) if run.get("snapshot_id") is not None else "-",
             (run["run_id"] or "-")[:8],
         )
     out.print(table)

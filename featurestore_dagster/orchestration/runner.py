@@ -76,9 +76,7 @@ def run_build(
     runs = plan_runs(graph, selected, list(names or []), partitions)
     # Open the lake once before Dagster starts: an unusable catalog or data path is a clear
     # configuration error (exit 2) here, and a fresh lake is created before any step runs.
-    from featurestore_dagster.storage.lake import open_lake
-
-    open_lake(settings).close()
+    reconcile_records(settings)
     resource = resource or FeatureStoreResource(settings)
     builds: list[FeatureBuild] = []
     resource.on_result = [*resource.on_result, builds.append]
@@ -345,6 +343,37 @@ def dagster_instance():
             f"DAGSTER_HOME={home} cannot be used: {reason} (unset DAGSTER_HOME to build with a"
             " temporary Dagster instance)"
         ) from None
+
+
+def reconcile_records(settings: Settings) -> None:
+    """Open the lake once before Dagster starts (an unusable catalog or data path is a clear
+    configuration error, exit 2, and a fresh lake is created before any step runs), and write
+    the materialization records an earlier run lost from the lake's commits."""
+    import logging
+
+    from featurestore_dagster.errors import RegistryError
+    from featurestore_dagster.registry import Registry
+    from featurestore_dagster.storage.lake import open_lake
+    from featurestore_dagster.storage.reconcile import missing_records
+    from featurestore_dagster.storage.snapshots import store_commits
+
+    conn = open_lake(settings)
+    try:
+        commits = store_commits(conn)
+    finally:
+        conn.close()
+    if not commits:
+        return
+    try:
+        registry = Registry(settings.registry_url)
+        rows = missing_records(registry, commits)
+        if rows:
+            registry.record_materializations(rows)
+            logging.getLogger("featurestore").warning(
+                "%d materialization record(s) were missing; written from the lake", len(rows)
+            )
+    except RegistryError as error:
+        logging.getLogger("featurestore").warning("records not reconciled: %s", error)
 
 
 def run_check_build(

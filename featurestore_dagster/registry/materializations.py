@@ -44,6 +44,7 @@ def build_record(build, *, run_id: str | None, code_version: str | None, fingerp
         "checks": checks,
         "error": build.error,
         "duration_ms": round(build.seconds * 1000.0, 3),
+        "snapshot_id": getattr(build, "snapshot_id", None),
     }
 
 

@@ -99,7 +99,10 @@ class MaterializationRecord(SQLModel, table=True):
     """One build of one feature, written by the Dagster asset code."""
 
     __tablename__ = "materializations"
-    __table_args__ = (Index("ix_materializations_feature_time", "feature_name", "created_at"),)
+    __table_args__ = (
+        Index("ix_materializations_feature_time", "feature_name", "created_at"),
+        Index("ix_materializations_snapshot", "snapshot_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     feature_name: str = Field(max_length=63)
@@ -118,6 +121,11 @@ class MaterializationRecord(SQLModel, table=True):
     )
     error: str | None = None
     duration_ms: float | None = None
+    # The lake snapshot the publish (or rejection, or restore) committed; None for builds
+    # that wrote nothing (failed, skipped). Added by migration 0002.
+    snapshot_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True, index=False)
+    )
     created_at: datetime = _time()
 
 

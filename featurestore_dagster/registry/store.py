@@ -103,9 +103,14 @@ class Registry:
 
     def create_tables(self) -> None:
         """Create every registry table that is missing (idempotent, safe to race)."""
+        from featurestore_dagster.registry.migrate import upgrade_registry
+
         with self._errors():
             for attempt in range(3):
                 try:
+                    # Alembic owns the schema (an older registry is upgraded in place, rows
+                    # kept); create_all adds tables no migration knows yet.
+                    upgrade_registry(self.engine)
                     SQLModel.metadata.create_all(self.engine)
                     return
                 except DBAPIError as error:

@@ -49,7 +49,7 @@ def store_commits(conn: duckdb.DuckDBPyConnection, feature: str | None = None) -
     """Every commit the store made (oldest first), optionally of one feature."""
     rows = conn.execute(
         f"SELECT snapshot_id, snapshot_time, commit_extra_info FROM {CATALOG}.snapshots()"
-        " WHERE commit_author = 'featurestore' AND commit_extra_info IS NOT NULL"
+        " WHERE author = 'featurestore' AND commit_extra_info IS NOT NULL"
         " ORDER BY snapshot_id"
     ).fetchall()
     commits = []
@@ -80,7 +80,8 @@ def store_commits(conn: duckdb.DuckDBPyConnection, feature: str | None = None) -
 
 
 def retained_snapshots(conn: duckdb.DuckDBPyConnection) -> set[int]:
-    return {int(r[0]) for r in conn.execute(f"SELECT snapshot_id FROM {CATALOG}.snapshots()")}
+    rows = conn.execute(f"SELECT snapshot_id FROM {CATALOG}.snapshots()").fetchall()
+    return {int(r[0]) for r in rows}
 
 
 def last_publish(
