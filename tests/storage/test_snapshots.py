@@ -4,11 +4,13 @@ data rollback, gc retention, doctor, and featurestore sql."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from featurestore_dagster.errors import LakeError
+from featurestore_dagster.registry.models import TrainingSetRecord
 from featurestore_dagster.store import FeatureStore
 from tests.conftest import DefinitionsFolder, base_definition
 from tests.storage.test_lake import cli, seed
@@ -94,9 +96,17 @@ def test_gc_keeps_latest_publish_of_each_major_and_training_set_snapshots(built)
     # A training set references the 2.0.0 publish that a newer 2.x publish superseded.
     engine = create_engine(env["FEATURESTORE_REGISTRY_URL"])
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE training_sets (id INTEGER PRIMARY KEY, manifest JSON)"))
         manifest = {"features": [{"name": "close_price", "snapshot_id": second}]}
-        conn.execute(text("INSERT INTO training_sets VALUES (1, :m)"), {"m": json.dumps(manifest)})
+        conn.execute(
+            TrainingSetRecord.__table__.insert().values(
+                id="ts-1",
+                created_at=datetime.now(UTC),
+                spine_row_count=1,
+                spine_hash="0" * 64,
+                snapshot_ids=[second],
+                manifest=manifest,
+            )
+        )
     engine.dispose()
     dry = json.loads(cli(env, "gc", "--older-than", "0m", "--dry-run", "--json").stdout)
     kept = {int(k) for k in dry["kept"]}
