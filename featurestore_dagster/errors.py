@@ -78,7 +78,7 @@ class TransitionError(FeatureStoreError):
 
 
 class VersionError(FeatureStoreError):
-    """A version string or bump that the rules of SPEC section 4 refuse."""
+    """A version string or bump that the versioning rules refuse."""
 
 
 class RegistryError(FeatureStoreError):

@@ -1,4 +1,4 @@
-"""Results of the Python API (SPEC section 6): pydantic models whose field names are the API's.
+"""Results of the Python API: pydantic models whose field names are the API's.
 
 The CLI's ``--json`` output is ``model_dump(mode="json")`` of these, so the two never differ.
 """

@@ -1,4 +1,4 @@
-"""``FeatureStore``: the Python API (SPEC section 6) over definition files and the registry.
+"""``FeatureStore``: the Python API over definition files and the registry.
 
 Git holds the definitions, so every operation that changes a feature edits its file (comments
 and layout kept) and registers the result in the same call; when registering fails the file is
@@ -361,7 +361,7 @@ class FeatureStore(DefinitionChanges, UsageAPI, ConsumerAPI, LakeAPI):
     ) -> FeatureInfo:
         """Write a new definition file (``<definitions>/<feature_name>.yaml``) and register it.
 
-        Keyword arguments are the definition's fields (SPEC section 2).
+        Keyword arguments are the definition's fields.
 
         Raises:
             DefinitionError: invalid fields, an existing name or file, a broken graph.

@@ -278,7 +278,7 @@ def record(
         "execution_duration_ms": duration_ms,
         "usage_timestamp": timestamp,
     }
-    if feature_name is not None:  # the one-feature form, with the SPEC's field names
+    if feature_name is not None:  # the one-feature form, with the REST field names
         value = "" if feature_importance is None else f"={feature_importance!r}"
         feature = [*(feature or []), f"{feature_name}{value}"]
         if correlation_with_target is not None:

@@ -1,4 +1,4 @@
-"""Training sets and latest values on ``FeatureStore`` (SPEC sections 9 and 10).
+"""Training sets and latest values on ``FeatureStore``.
 
 ``ConsumerAPI`` is a mixin: the host provides ``graph``, ``registry`` (its ``engine``),
 ``settings`` and ``user``. It opens a read-only lake connection per call, checks everything

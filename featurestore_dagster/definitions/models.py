@@ -1,4 +1,4 @@
-"""Pydantic models of a feature definition (SPEC section 2). Declared fields only, frozen.
+"""Pydantic models of a feature definition. Declared fields only, frozen.
 
 A definition is plain data: it knows nothing of files, Dagster or the registry. The loader
 attaches where it came from; the graph checks how definitions relate to each other.
@@ -31,7 +31,7 @@ from featurestore_dagster.definitions.scheduling import (  # noqa: F401 (re-expo
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-# Dagster tag values/keys and check names accept only these characters (measured, DESIGN.md).
+# Dagster tag values/keys and check names accept only these characters (measured on Dagster 1.13).
 TAG_PATTERN = r"^[A-Za-z0-9_.-]{1,63}$"
 CHECK_NAME_PATTERN = r"^[A-Za-z0-9_]+$"
 TEAM_PATTERN = r"^[A-Za-z0-9_.-]{1,63}$"
@@ -262,7 +262,7 @@ class Transformation(_Strict):
 
 
 class FeatureDefinition(_Strict):
-    """One feature, exactly as declared in a definition file (SPEC section 2)."""
+    """One feature, exactly as declared in a definition file."""
 
     feature_name: str = Field(pattern=NAME_PATTERN)
     version: str = "1.0.0"

@@ -1,4 +1,4 @@
-"""FeatureDefinition -> Dagster AssetSpec and AssetCheckSpecs (SPEC section 3).
+"""FeatureDefinition -> Dagster AssetSpec and AssetCheckSpecs.
 
 Like dagster-dbt's ``DagsterDbtTranslator``: one overridable getter per attribute, and a pure
 builder that returns ``(asset_specs, check_specs)``. Subclass and override a getter to change

@@ -1,4 +1,4 @@
-"""Materialization records: what each Dagster build of a feature produced (SPEC section 3).
+"""Materialization records: what each Dagster build of a feature produced.
 
 The feature multi-asset collects one row per feature with ``MaterializationRecorder`` and
 writes them at the end of the step in one transaction, tagged with the Dagster run id.

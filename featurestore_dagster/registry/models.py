@@ -130,7 +130,7 @@ class MaterializationRecord(SQLModel, table=True):
 
 
 class UsageRecord(SQLModel, table=True):
-    """One feature used by one model run (SPEC section 5)."""
+    """One feature used by one model run."""
 
     __tablename__ = "feature_usage"
     __table_args__ = (
@@ -164,7 +164,7 @@ class UsageRecord(SQLModel, table=True):
 
 
 class TrainingSetRecord(SQLModel, table=True):
-    """One training set's manifest (SPEC section 9): what it read, pinned to lake snapshots.
+    """One training set's manifest: what it read, pinned to lake snapshots.
 
     ``snapshot_ids`` is kept beside the manifest so retention (``gc``) reads the snapshots it
     must keep without parsing every manifest.

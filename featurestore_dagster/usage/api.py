@@ -1,4 +1,4 @@
-"""Lineage, usage recording and usage statistics of the Python API (SPEC sections 5 and 6).
+"""Lineage, usage recording and usage statistics of the Python API.
 
 ``UsageAPI`` is a mixin: the host (``FeatureStore``) provides ``self.graph`` (the current
 ``FeatureGraph``) and ``self.registry.engine`` (a SQLAlchemy engine with the tables created).

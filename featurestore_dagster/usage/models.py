@@ -1,4 +1,4 @@
-"""Result models of lineage, usage and statistics (SPEC sections 5 and 6).
+"""Result models of lineage, usage and statistics.
 
 Plain data: field names are the API's (and the ``--json`` output's); nothing here talks to a
 database or prints.
@@ -28,7 +28,7 @@ class _Result(BaseModel):
 
 
 class FeatureUsage(_Result):
-    """One feature used by one model run, as stored (SPEC section 5)."""
+    """One feature used by one model run, as stored."""
 
     id: int | None = None
     feature_name: str

@@ -1,4 +1,4 @@
-"""Usage that closes the loop with training sets (SPEC section 9).
+"""Usage that closes the loop with training sets.
 
 ``get_training_set(model=...)`` writes one usage record per feature, with the version the
 training set read and its id as ``execution_id``, in the transaction that stores its manifest.

@@ -29,7 +29,7 @@ from ruamel.yaml.scalarstring import (
 from featurestore_dagster.definitions.models import FeatureDefinition
 from featurestore_dagster.errors import DefinitionError, DefinitionIssue
 
-# Canonical field order (SPEC section 2): where a field missing from a file is inserted.
+# Canonical field order: where a field missing from a file is inserted.
 FIELD_ORDER = list(FeatureDefinition.model_fields)
 # (mapping, sequence, offset) layouts tried in turn; the first that reproduces the file wins.
 _LAYOUTS = [(2, 4, 2), (2, 2, 0), (4, 4, 2), (4, 6, 4), (4, 4, 0), (2, 4, 0)]

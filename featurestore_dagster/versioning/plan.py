@@ -1,4 +1,4 @@
-"""Change categories, required bumps and ``plan`` as plain data (SPEC section 4).
+"""Change categories, required bumps and ``plan`` as plain data.
 
 Everything here is pure: definitions and registered state in, data out. Rendering lives in
 ``cli.py``; reading and writing the registry lives in ``registry/store.py``.
