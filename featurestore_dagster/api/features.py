@@ -18,7 +18,7 @@ from featurestore_dagster.api.schemas import ErrorBody, FeatureList, FeatureUpda
 from featurestore_dagster.definitions.models import FeatureDefinition, FeatureStatus, FeatureType
 from featurestore_dagster.errors import TransitionError
 from featurestore_dagster.models import FeatureInfo
-from featurestore_dagster.versioning.changes import TRANSITIONS
+from featurestore_dagster.versioning.changes import TRANSITIONS, blocking_downstream
 
 router = APIRouter(prefix="/features", tags=["features"])
 
@@ -193,19 +193,12 @@ def _status_operation(store, name: str, current: str, target: Any) -> str:
             f"feature '{name}' is {current}: status cannot change to {target} (allowed:"
             f" {', '.join(_reachable(current)) or 'none'}; field 'status')"
         )
-    graph = store.graph
-    if operation in ("deprecate", "archive"):
-        live = {"deprecate": {FeatureStatus.ACTIVE}, "archive": None}[operation]
-        blocking = sorted(
-            n
-            for n in graph.downstream_closure(name)
-            if (graph[n].status in live if live else graph[n].status != FeatureStatus.ARCHIVED)
+    blocking, _ = blocking_downstream(store.graph, name, operation)
+    if blocking:
+        raise TransitionError(
+            f"cannot {operation} feature '{name}' (field 'status'): downstream feature(s)"
+            f" {', '.join(blocking)} depend on it"
         )
-        if blocking:
-            raise TransitionError(
-                f"cannot {operation} feature '{name}' (field 'status'): downstream feature(s)"
-                f" {', '.join(blocking)} depend on it"
-            )
     return operation
 
 

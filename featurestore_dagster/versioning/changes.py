@@ -63,6 +63,23 @@ TRANSITIONS = {
 }
 
 
+def blocking_downstream(graph: FeatureGraph, name: str, operation: str) -> tuple[list[str], str]:
+    """Downstream features that forbid ``operation`` on ``name``, and what makes them block.
+
+    ``deprecate`` is refused while active downstream features exist, ``archive`` while any
+    non-archived one does; ``activate`` has no downstream guard.
+    """
+    if operation == "deprecate":
+        return sorted(
+            n for n in graph.downstream_closure(name) if graph[n].status == FeatureStatus.ACTIVE
+        ), "active"
+    if operation == "archive":
+        return sorted(
+            n for n in graph.downstream_closure(name) if graph[n].status != FeatureStatus.ARCHIVED
+        ), "non-archived"
+    return [], ""
+
+
 DEFAULT_WINDOW_DAYS = 90
 
 
@@ -113,22 +130,7 @@ class DefinitionChanges:
                 f"feature '{feature_name}' is {current}: cannot {operation} it (allowed from"
                 f" {', '.join(sorted(allowed))}); file {definition.path}"
             )
-        if operation == "deprecate":
-            blocking = sorted(
-                n
-                for n in graph.downstream_closure(feature_name)
-                if graph[n].status == FeatureStatus.ACTIVE
-            )
-            what = "active"
-        elif operation == "archive":
-            blocking = sorted(
-                n
-                for n in graph.downstream_closure(feature_name)
-                if graph[n].status != FeatureStatus.ARCHIVED
-            )
-            what = "non-archived"
-        else:
-            blocking = []
+        blocking, what = blocking_downstream(graph, feature_name, operation)
         if blocking:
             raise TransitionError(
                 f"cannot {operation} feature '{feature_name}': {what} downstream feature(s)"
