@@ -82,6 +82,7 @@ class ConsumerAPI:
         label_column: str | None = None,
         allow_lookahead: bool = False,
         manifest: Mapping[str, Any] | str | None = None,
+        execution_id: str | None = None,
     ) -> TrainingSet:
         """Point-in-time training set: for each spine row and feature, the latest value at or
         before the spine's time for the same entity keys (NULL when none, or older than the
@@ -101,6 +102,8 @@ class ConsumerAPI:
             allow_lookahead: accept features whose transformation can see the future.
             manifest: a stored manifest (dict or training set id): rebuild exactly that
                 training set from the same spine; nothing new is recorded.
+            execution_id: the run building it (a Dagster run id), kept in the manifest: its
+                usage records carry it as ``execution_id`` instead of the training set id.
 
         Raises:
             UnknownFeatureError, VersionError, TrainingSetError, LookaheadError, UsageError:
@@ -132,6 +135,7 @@ class ConsumerAPI:
                 model=model,
                 model_version=model_version,
                 environment=environment,
+                execution_id=execution_id,
                 prepare=self._prepare_usage if model is not None else None,
             )
         self._store_training_set(ts)

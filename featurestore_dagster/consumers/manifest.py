@@ -150,6 +150,8 @@ class TrainingSetManifest(BaseModel):
     model: str | None = None
     model_version: str | None = None
     environment: str | None = None
+    # The run that built it (a Dagster run id): its usage records carry it as execution_id.
+    execution_id: str | None = None
     label_column: str | None = None
     correlations: dict[str, float | None] = Field(default_factory=dict)
 

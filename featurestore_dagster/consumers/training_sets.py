@@ -146,6 +146,7 @@ def build_training_set(
     model: str | None = None,
     model_version: str | None = None,
     environment: str | None = None,
+    execution_id: str | None = None,
     prepare: Callable[[TrainingSetManifest], None] | None = None,
 ) -> TrainingSet:
     """Resolve, check, then compute a point-in-time training set (nothing recorded here).
@@ -183,6 +184,7 @@ def build_training_set(
         model=model,
         model_version=model_version,
         environment=getattr(environment, "value", environment),
+        execution_id=execution_id,
         label_column=label_column,
     )
     if prepare is not None:

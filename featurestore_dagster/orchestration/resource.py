@@ -10,10 +10,11 @@ history point at the same run::
 
     @dg.asset(deps=[feature_asset_key("stock_rsi_14d")])
     def alpha_model(feature_store: FeatureStoreResource):
-        ...
+        ts = feature_store.get_training_set(labels, ["stock_rsi_14d"], timestamp_column="date")
+        ...  # fit on ts.to_pandas()
         feature_store.record_model_usage(
             used_by_model="alpha_model", model_version="1.0.0", environment="production",
-            features={"stock_rsi_14d": 0.4},
+            features={"stock_rsi_14d": 0.4}, training_set_id=ts.training_set_id,
         )
 
     defs = dg.Definitions(assets=[alpha_model],
@@ -34,6 +35,8 @@ from pydantic import Field, PrivateAttr
 from featurestore_dagster.config import Settings
 
 if TYPE_CHECKING:
+    from featurestore_dagster.consumers.online import OnlineFeatures
+    from featurestore_dagster.consumers.training_sets import TrainingSet
     from featurestore_dagster.store import FeatureStore
     from featurestore_dagster.usage.models import FeatureUsage
 
@@ -106,7 +109,8 @@ class FeatureStoreResource(dg.ConfigurableResource):
     Every field is optional; a missing one comes from the configuration (environment,
     ``[tool.featurestore]`` in pyproject.toml, defaults under ``.featurestore/``).
     Inside a run, records written through this resource carry the run id as
-    ``execution_id``.
+    ``execution_id``: the usage records of a model run, and those of the training sets it
+    reads (their manifests name the run).
     """
 
     definitions: str | None = Field(
@@ -126,7 +130,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
     _store: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._run_id = context.run_id
+        self._run_id = context.run.run_id if context.run is not None else None
 
     @property
     def run_id(self) -> str | None:
@@ -167,12 +171,18 @@ class FeatureStoreResource(dg.ConfigurableResource):
         execution_duration_ms: float | None = None,
         usage_timestamp: datetime | None = None,
         execution_id: str | None = None,
+        training_set_id: str | None = None,
     ) -> list[FeatureUsage]:
         """Record one model run's use of many features, atomically, with the run id as
         ``execution_id`` (``execution_id`` overrides it).
 
+        With ``training_set_id`` (a training set read through ``get_training_set``), these
+        importances go to the usage records of that training set, which carry the run that
+        built it.
+
         Raises:
             UnknownFeatureError, UsageError: one bad feature refuses the whole run.
+            TrainingSetError: no training set has ``training_set_id``.
         """
         return self.store.record_model_usage(
             used_by_model=used_by_model,
@@ -184,4 +194,50 @@ class FeatureStoreResource(dg.ConfigurableResource):
             execution_id=execution_id or self._run_id,
             execution_duration_ms=execution_duration_ms,
             usage_timestamp=usage_timestamp,
+            training_set_id=training_set_id,
         )
+
+    def get_training_set(self, spine: Any, features: Any = None, **kwargs: Any) -> TrainingSet:
+        """A point-in-time training set, as ``FeatureStore.get_training_set`` (same keyword
+        arguments: ``timestamp_column``, ``ttl``, ``model``, ``model_version``,
+        ``environment``, ``label_column``, ``allow_lookahead``, ``manifest``).
+
+        Inside a run the manifest names the run (``execution_id``, unless one is passed), so
+        the usage records written with ``model=...``, or later by ``record_model_usage(...,
+        training_set_id=...)``, carry the run id.
+
+        Raises:
+            UnknownFeatureError, VersionError, TrainingSetError, LookaheadError, UsageError:
+                before anything is computed or recorded.
+        """
+        if kwargs.get("manifest") is None:
+            kwargs.setdefault("execution_id", self._run_id)
+        return self.store.get_training_set(spine, features, **kwargs)
+
+    def read_feature(
+        self,
+        name: str,
+        version: str | None = None,
+        snapshot: int | None = None,
+        output: str = "pandas",
+    ) -> Any:
+        """The live table of feature ``name`` (or its last publish of ``version``, or its
+        content at lake snapshot ``snapshot``) as pandas, ``"arrow"`` or ``"polars"``.
+
+        Raises:
+            UnknownFeatureError: no such feature.
+            LakeError: never published, or the version/snapshot is no longer retained.
+        """
+        return self.store.read_feature(name, version=version, snapshot=snapshot, output=output)
+
+    def get_online_features(
+        self, entity_rows: Any, features: Iterable[str] | str, ttl: Any = None
+    ) -> OnlineFeatures:
+        """Latest value of each feature, and its timestamp, for each entity row (see
+        ``FeatureStore.get_online_features``).
+
+        Raises:
+            UnknownFeatureError: a name no definition has.
+            TrainingSetError: missing key columns, a versioned name, no published data.
+        """
+        return self.store.get_online_features(entity_rows, features, ttl=ttl)

@@ -148,7 +148,7 @@ class UsageAPI:
             training_set_id: the training set the model was fitted on: its usage records
                 (written by ``get_training_set(model=...)``) get these importances; without
                 such records they are written now, with the versions the training set read
-                and its id as ``execution_id``.
+                and its ``execution_id`` (the run that built it, else the training set id).
 
         Raises:
             UnknownFeatureError, UsageError: as ``record_feature_usage``; one bad feature

@@ -1,7 +1,8 @@
 """Usage that closes the loop with training sets.
 
 ``get_training_set(model=...)`` writes one usage record per feature, with the version the
-training set read and its id as ``execution_id``, in the transaction that stores its manifest.
+training set read and its id as ``execution_id`` (or the run that built it, when one is given:
+a Dagster run id), in the transaction that stores its manifest.
 ``record_model_usage(..., training_set_id=...)`` later adds the model's importances to those
 same records (or writes them, when the training set was built without ``model``).
 """
@@ -41,11 +42,17 @@ def training_set_usage_rows(
                 "feature_importance": (importances or {}).get(feature["request"]),
                 "correlation_with_target": correlations.get(feature["request"]),
                 "usage_timestamp": None,
-                "execution_id": manifest["training_set_id"],
+                "execution_id": execution_of(manifest),
                 "execution_duration_ms": None,
             }
         )
     return validate_usage(records, host.graph, now=datetime.now(UTC))
+
+
+def execution_of(manifest: Mapping[str, Any]) -> str:
+    """The ``execution_id`` of a training set's usage records: the run that built it (a
+    Dagster run id), else the training set id."""
+    return manifest.get("execution_id") or manifest["training_set_id"]
 
 
 def check_registered(host, rows: list[dict[str, Any]]) -> None:
@@ -107,8 +114,8 @@ def record_training_set_usage(
     manifest = ts_sql.training_set_manifest(host.registry.engine, training_set_id)
     if manifest is None:
         raise TrainingSetError(f"no training set with id '{training_set_id}'")
-    # The records of a training set's model run carry its id as execution_id (a Dagster
-    # resource's run id included: the run is found through the training set).
+    # The records of a training set's model run carry the execution_id of its manifest (the
+    # run that built it, else the training set id), whatever is passed here.
     del execution_id
     importances = dict(features) if isinstance(features, Mapping) else dict.fromkeys(features)
     matched, unknown = _match(manifest, [*importances, *(correlations or {})])
@@ -140,7 +147,9 @@ def record_training_set_usage(
             row["usage_timestamp"] = usage_timestamp
     engine = host.registry.engine
     with sql.registry_errors(engine), engine.connect() as conn:
-        existing = sql.usage_by_execution(conn, training_set_id, used_by_model, model_version)
+        existing = sql.usage_by_execution(
+            conn, execution_of(manifest), used_by_model, model_version
+        )
     if not existing:
         check_registered(host, rows)
         return host._record([], returning=True, rows=rows)
@@ -163,5 +172,7 @@ def record_training_set_usage(
     with sql.registry_errors(engine):
         sql.run_write(engine, work)
         with engine.connect() as conn:
-            result = sql.usage_by_execution(conn, training_set_id, used_by_model, model_version)
+            result = sql.usage_by_execution(
+                conn, execution_of(manifest), used_by_model, model_version
+            )
     return [usage_from_row(row) for row in result]
