@@ -48,8 +48,10 @@ EXECUTOR = dg.in_process_executor.configured(
 
 
 @dataclass
-class FeatureStoreResource:
-    """Run-time settings of the build step, plus hooks the CLI uses for progress.
+class FeatureBuildResource:
+    """Run-time settings of the build steps (the compiled feature assets), plus hooks the CLI
+    uses for progress. Internal, under resource key ``featurestore``; the user's own assets
+    use ``FeatureStoreResource`` (``resource.py``).
 
     Attributes:
         settings: where the lake (and registry) live.
@@ -130,7 +132,7 @@ def _step_asset(
         backfill_policy=dg.BackfillPolicy.single_run() if partitions_def else None,
     )
     def build_features(context: dg.AssetExecutionContext):
-        resource: FeatureStoreResource = getattr(context.resources, RESOURCE_KEY)
+        resource: FeatureBuildResource = getattr(context.resources, RESOURCE_KEY)
         selected = [names_by_key[k] for k in context.selected_asset_keys]
         selected_checks = set(context.selected_asset_check_keys)
         if context.run.tags.get(REGISTERED_ONLY_TAG) == "true":
@@ -391,7 +393,7 @@ def build_definitions(
     settings: Settings,
     *,
     translator: FeatureTranslator | None = None,
-    resource: FeatureStoreResource | None = None,
+    resource: FeatureBuildResource | None = None,
 ) -> dg.Definitions:
     """Everything Dagster needs for ``graph``: assets, checks, schedules, resource, executor."""
     translator = translator or FeatureTranslator()
@@ -410,7 +412,7 @@ def build_definitions(
         schedules=schedules,
         sensors=[automation_sensor(automated)] if automated else [],
         jobs=jobs,
-        resources={RESOURCE_KEY: resource or FeatureStoreResource(settings)},
+        resources={RESOURCE_KEY: resource or FeatureBuildResource(settings)},
         executor=EXECUTOR,
     )
 

@@ -50,7 +50,7 @@ def build_job():
     from featurestore_dagster.definitions.graph import FeatureGraph
     from featurestore_dagster.orchestration.definitions import (
         RESOURCE_KEY,
-        FeatureStoreResource,
+        FeatureBuildResource,
         build_assets,
     )
     from featurestore_dagster.orchestration.translator import FeatureTranslator
@@ -60,7 +60,7 @@ def build_job():
     graph = FeatureGraph.from_settings(plan.settings)
     translator = FeatureTranslator(code_versions=plan.code_versions)
     assets = build_assets(graph, translator, max_features_per_step=plan.max_features_per_step)
-    resource = FeatureStoreResource(plan.settings, report_dir=str(run_dir))
+    resource = FeatureBuildResource(plan.settings, report_dir=str(run_dir))
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.all())
     definitions = dg.Definitions(
         assets=assets,

@@ -46,7 +46,7 @@ def run_build(
 
     Args:
         console: a rich console for a progress display (None: no display).
-        resource: a preconfigured ``FeatureStoreResource`` (hooks); one is made from settings.
+        resource: a preconfigured ``FeatureBuildResource`` (hooks); one is made from settings.
         code_versions: feature -> code version (default: from the registry's history).
         max_features_per_step: the size bound of one multi-asset (default:
             ``FEATURESTORE_MAX_FEATURES_PER_STEP`` or 250, see ``steps.py``).
@@ -65,7 +65,7 @@ def run_build(
         PartitionError: a key outside the features' partitions, or features that are not
             partitioned alike.
     """
-    from featurestore_dagster.orchestration.definitions import FeatureStoreResource, build_assets
+    from featurestore_dagster.orchestration.definitions import FeatureBuildResource, build_assets
     from featurestore_dagster.orchestration.translator import FeatureTranslator
 
     if executor not in EXECUTORS:
@@ -77,7 +77,7 @@ def run_build(
     # Open the lake once before Dagster starts: an unusable catalog or data path is a clear
     # configuration error (exit 2) here, and a fresh lake is created before any step runs.
     reconcile_records(settings)
-    resource = resource or FeatureStoreResource(settings)
+    resource = resource or FeatureBuildResource(settings)
     builds: list[FeatureBuild] = []
     resource.on_result = [*resource.on_result, builds.append]
     total = sum(len(run_names) for run_names, _ in runs)
@@ -309,12 +309,12 @@ def audit_live_tables(
     """Audit the live tables of ``names`` (default every compiled feature) as they are: the
     checks a build runs, without building, writing or recording anything."""
     from featurestore_dagster.build.live import audit_live
-    from featurestore_dagster.orchestration.definitions import FeatureStoreResource
+    from featurestore_dagster.orchestration.definitions import FeatureBuildResource
 
     selected = select_features(graph, names) if names else select_features(graph, None)
     if names:
         selected = [n for n in selected if n in set(names)]
-    resource = FeatureStoreResource(settings)
+    resource = FeatureBuildResource(settings)
     conn = resource.connect()
     try:
         resource.lock_down(conn, graph)  # custom_sql rules are definition SQL too
@@ -390,7 +390,7 @@ def run_check_build(
     (``FeatureBuilder(discard=True)``). The live tables and the lake stay as they were.
     """
     from featurestore_dagster.build.publish import FeatureBuilder
-    from featurestore_dagster.orchestration.definitions import FeatureStoreResource
+    from featurestore_dagster.orchestration.definitions import FeatureBuildResource
     from featurestore_dagster.storage.lake import open_build_connection
 
     selected = select_features(graph, names)
@@ -400,7 +400,7 @@ def run_check_build(
     builds: list[FeatureBuild] = []
     conn = open_build_connection(settings)
     try:
-        resource = FeatureStoreResource(settings)
+        resource = FeatureBuildResource(settings)
         resource.bootstrap(conn)  # project code (pyproject), not a definition
         resource.lock_down(conn, graph)
         builder = FeatureBuilder(conn, graph, discard=True)

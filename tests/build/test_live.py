@@ -13,7 +13,7 @@ from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.orchestration.definitions import (
     RESOURCE_KEY,
-    FeatureStoreResource,
+    FeatureBuildResource,
     build_assets,
 )
 from featurestore_dagster.orchestration.translator import FeatureTranslator
@@ -79,7 +79,7 @@ def test_a_check_run_alone_from_dagster_audits_the_live_table(definitions_folder
     graph = FeatureGraph.load(definitions_folder.path)
     settings = Settings.load()
     assets = build_assets(graph, FeatureTranslator())
-    resources = {RESOURCE_KEY: FeatureStoreResource(settings)}
+    resources = {RESOURCE_KEY: FeatureBuildResource(settings)}
     assert dg.materialize(assets, resources=resources).success
     spoil_live_table(settings)
 

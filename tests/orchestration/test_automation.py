@@ -17,7 +17,7 @@ from featurestore_dagster.errors import DefinitionError
 from featurestore_dagster.orchestration.automation import SENSOR_NAME
 from featurestore_dagster.orchestration.definitions import (
     RESOURCE_KEY,
-    FeatureStoreResource,
+    FeatureBuildResource,
     build_assets,
     build_definitions,
 )
@@ -110,7 +110,7 @@ def test_eager_does_not_launch_past_a_failed_blocking_check(tmp_path):
         lake_data=tmp_path / "lake",
         registry_url=f"sqlite:///{tmp_path / 'registry.db'}",
     )
-    resource = FeatureStoreResource(settings, record_materializations=False)
+    resource = FeatureBuildResource(settings, record_materializations=False)
 
     def graph(gated_value: float, healthy_value: float, gate: bool = True):
         signal = downstream(automation="eager")

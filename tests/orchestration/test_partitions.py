@@ -17,7 +17,7 @@ from featurestore_dagster.definitions.models import FeatureDefinition
 from featurestore_dagster.errors import DefinitionError, PartitionError
 from featurestore_dagster.orchestration.definitions import (
     RESOURCE_KEY,
-    FeatureStoreResource,
+    FeatureBuildResource,
     build_assets,
     build_definitions,
 )
@@ -258,7 +258,7 @@ def test_checks_of_a_partition_run_say_which_window_they_audited(tmp_path):
         lake_data=path["FEATURESTORE_LAKE_DATA"],
         registry_url=path["FEATURESTORE_REGISTRY_URL"],
     )
-    resource = FeatureStoreResource(settings, record_materializations=False)
+    resource = FeatureBuildResource(settings, record_materializations=False)
     assets = build_assets(graph, FeatureTranslator())
     key = dg.AssetKey(["features", "close_price"])
     with dg.instance_for_test() as instance:

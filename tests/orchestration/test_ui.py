@@ -13,7 +13,7 @@ from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.orchestration.definitions import (
     RESOURCE_KEY,
-    FeatureStoreResource,
+    FeatureBuildResource,
     build_assets,
     build_definitions,
     code_location,
@@ -79,7 +79,7 @@ def test_check_results_follow_the_materialization_they_audited(definitions_folde
     graph = FeatureGraph.load(definitions_folder.path)
     result = dg.materialize(
         build_assets(graph, FeatureTranslator()),
-        resources={RESOURCE_KEY: FeatureStoreResource(Settings.load())},
+        resources={RESOURCE_KEY: FeatureBuildResource(Settings.load())},
     )
     kinds = [
         e.event_type_value
@@ -127,7 +127,7 @@ def test_a_failed_build_names_the_definition_file_in_dagster(definitions_folder,
     graph = FeatureGraph.load(definitions_folder.path)
     result = dg.materialize(
         build_assets(graph, FeatureTranslator()),
-        resources={RESOURCE_KEY: FeatureStoreResource(Settings.load())},
+        resources={RESOURCE_KEY: FeatureBuildResource(Settings.load())},
         raise_on_error=False,
     )
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
