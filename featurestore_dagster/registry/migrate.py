@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-HEAD = "0002"  # the newest revision under migrations/versions
+HEAD = "0003"  # the newest revision under migrations/versions
 BASELINE = "0001"  # the schema of the first release, before Alembic
 _LOCK_ID = 7_311_2026  # PostgreSQL advisory lock of registry migrations
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -27,6 +27,13 @@ def current_revision(conn: Connection) -> str | None:
     if "alembic_version" in tables:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     return BASELINE if "features" in tables else None
+
+
+def _unversioned_revision(conn: Connection) -> str:
+    """The revision of tables made from the models without Alembic. They have 0002's
+    ``snapshot_id`` or not; 0003 keeps a ``training_sets`` table that exists already."""
+    columns = {c["name"] for c in inspect(conn).get_columns("materializations")}
+    return "0002" if "snapshot_id" in columns else BASELINE
 
 
 def is_current(engine: Engine) -> bool:
@@ -59,8 +66,6 @@ def upgrade_registry(engine: Engine) -> tuple[str | None, str]:
             config.set_main_option("script_location", str(MIGRATIONS))
             config.attributes["connection"] = conn
             if before == BASELINE and "alembic_version" not in inspect(conn).get_table_names():
-                columns = {c["name"] for c in inspect(conn).get_columns("materializations")}
-                # Tables made from the current models without Alembic are already at HEAD.
-                command.stamp(config, HEAD if "snapshot_id" in columns else BASELINE)
+                command.stamp(config, _unversioned_revision(conn))
             command.upgrade(config, "head")
     return before, HEAD
