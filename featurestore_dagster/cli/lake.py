@@ -30,14 +30,15 @@ MAX_ROWS = 10_000  # printed as a table; --json / --csv print everything
 @handle_errors
 def sql(
     query: Annotated[
-        str | None, typer.Argument(help="One SQL query (read-only). None: an interactive shell.")
+        str | None,
+        typer.Argument(help="One SQL query (read-only). Omitted: DuckDB's interactive shell."),
     ] = None,
     json_output: JsonOption = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
 ) -> None:
     """Query the lake read-only: features.NAME, _latest.NAME, raw.TABLE, attached files.
 
-    With no query, open an interactive DuckDB shell on the lake (read-only).
+    No query: DuckDB's own shell on the lake, read-only (SQL can also be piped on stdin).
     """
     from featurestore_dagster.storage.lake import open_lake
 
@@ -77,11 +78,36 @@ def sql(
 
 
 def _shell(config) -> None:
-    """A minimal read-eval-print loop (the duckdb CLI is not a Python dependency)."""
+    """DuckDB's shell on the lake; the built-in prompt loop when no duckdb executable of this
+    DuckDB version is installed."""
+    from featurestore_dagster.storage.lake import display_catalog, open_lake
+    from featurestore_dagster.storage.shell import duckdb_executable, run_shell
+
+    open_lake(config, read_only=True).close()  # a bad catalog or attach: one message, exit 2
+    executable = duckdb_executable()
+    where = display_catalog(config.lake_catalog)
+    if executable is not None:
+        err.print(
+            f"DuckDB shell on the lake {escape(where)} (read-only, catalog featurestore);"
+            " .quit or Ctrl-D to leave",
+            highlight=False,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        raise typer.Exit(run_shell(executable, config))
+    err.print(
+        f"the duckdb executable (package duckdb-cli) is not installed: a minimal prompt on the"
+        f" lake {escape(where)} (read-only). End a query with ';', quit with .quit or Ctrl-D.",
+        highlight=False,
+    )
+    _prompt_loop(config)
+
+
+def _prompt_loop(config) -> None:
+    """A minimal read-eval-print loop on ``open_lake``."""
     from featurestore_dagster.storage.lake import open_lake
 
     conn = open_lake(config, read_only=True)
-    err.print("DuckDB on the lake (read-only). End a query with ';', quit with .quit or Ctrl-D.")
     buffer: list[str] = []
     try:
         while True:

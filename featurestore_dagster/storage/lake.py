@@ -140,10 +140,8 @@ def open_lake(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPy
             raise LakeError(_attach_failure(settings, error)) from None
         conn.execute(f"USE {CATALOG}")
         for name, path in settings.attach:
-            if not path.is_file():
-                raise LakeError(f"[tool.featurestore] attach: {name} = {path}: no such DuckDB file")
             try:
-                conn.execute(f"ATTACH {_literal(str(path))} AS {name} (READ_ONLY)")
+                conn.execute(attach_file_statement(name, path))
             except duckdb.Error as error:
                 raise LakeError(
                     f"[tool.featurestore] attach: cannot attach {path} as {name}: {error}"
@@ -155,6 +153,17 @@ def open_lake(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPy
         conn.close()
         raise
     return conn
+
+
+def attach_file_statement(name: str, path: Path) -> str:
+    """``ATTACH`` of one ``[tool.featurestore] attach`` DuckDB file, read-only.
+
+    Raises:
+        LakeError: the file does not exist.
+    """
+    if not path.is_file():
+        raise LakeError(f"[tool.featurestore] attach: {name} = {path}: no such DuckDB file")
+    return f"ATTACH {_literal(str(path))} AS {name} (READ_ONLY)"
 
 
 def lake_exists(settings: Settings) -> bool:
