@@ -396,6 +396,8 @@ class FeatureGraph:
         """A ``custom_sql`` rule is one SELECT reading only ``{{ table }}`` and ``d``'s declared
         inputs, checked like a transformation (it runs on the same build connection)."""
         issues = []
+        if not any(rule.rule_type == RuleType.CUSTOM_SQL for rule in d.validation_rules):
+            return issues
         names = {id(spec.rule): spec.name for spec in check_specs(d) if spec.rule is not None}
         for index, rule in enumerate(d.validation_rules):
             if rule.rule_type != RuleType.CUSTOM_SQL:

@@ -14,25 +14,25 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import duckdb
 
-from featurestore_dagster.build.live import audit_live
-from featurestore_dagster.build.publish import BuildStatus, FeatureBuild, FeatureBuilder
-from featurestore_dagster.build.transformations import ensure_importable_root, import_transformation
 from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.errors import UnregisteredBuildError
 from featurestore_dagster.orchestration.automation import automation_sensor
 from featurestore_dagster.orchestration.naming import describe_cron, schedule_names
-from featurestore_dagster.orchestration.partitions import run_window
 from featurestore_dagster.orchestration.steps import BuildStep, plan_steps
 from featurestore_dagster.orchestration.translator import FeatureTranslator, build_specs
-from featurestore_dagster.registry import Registry
-from featurestore_dagster.registry.materializations import MaterializationRecorder
-from featurestore_dagster.storage.lake import lock_build_connection, open_build_connection
 from featurestore_dagster.versioning.plan import is_dev_version
+
+# What only a run needs (building, publishing, the registry's SQL) is imported when a step
+# runs: loading the code location (every Dagster process, the UI's included) never pays for it.
+if TYPE_CHECKING:
+    import duckdb
+
+    from featurestore_dagster.build.publish import FeatureBuild
 
 RESOURCE_KEY = "featurestore"
 # Runs tagged with it refuse unregistered definitions (scheduled runs are).
@@ -62,22 +62,31 @@ class FeatureBuildResource:
 
     settings: Settings
     on_start: Callable | None = None
-    on_result: list[Callable[[FeatureBuild], None]] = field(default_factory=list)
+    on_result: list[Callable[["FeatureBuild"], None]] = field(default_factory=list)
     now: datetime | None = None
     record_materializations: bool = True
     report_dir: str | None = None  # multiprocess runs: each step leaves its builds here
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
+    def connect(self) -> "duckdb.DuckDBPyConnection":
+        from featurestore_dagster.storage.lake import open_build_connection
+
         return open_build_connection(self.settings)
 
-    def bootstrap(self, conn: duckdb.DuckDBPyConnection) -> None:
+    def bootstrap(self, conn: "duckdb.DuckDBPyConnection") -> None:
         if self.settings.bootstrap:
+            from featurestore_dagster.build.transformations import (
+                ensure_importable_root,
+                import_transformation,
+            )
+
             ensure_importable_root(self.settings.project_root)
             import_transformation(self.settings.bootstrap)(conn)
 
-    def lock_down(self, conn: duckdb.DuckDBPyConnection, graph: FeatureGraph) -> None:
+    def lock_down(self, conn: "duckdb.DuckDBPyConnection", graph: FeatureGraph) -> None:
         """Sandbox ``conn`` before any definition runs: external access off except the
         declared file sources of ``graph``, configuration locked."""
+        from featurestore_dagster.storage.lake import lock_build_connection
+
         sources = sorted({s for d in graph.compiled for s in d.file_sources})
         lock_build_connection(conn, self.settings, sources)
 
@@ -95,13 +104,15 @@ def build_assets(
     if not feature_specs:
         return list(source_specs)
     specs_by_name = {d.feature_name: s for d, s in zip(compiled, feature_specs, strict=True)}
-    checks_by_key: dict[dg.AssetKey, list[dg.AssetCheckSpec]] = {}
+    # By feature name, not by AssetKey: hashing thousands of keys again costs more than this.
+    name_of = {id(s.key): d.feature_name for d, s in zip(compiled, feature_specs, strict=True)}
+    checks_by_name: dict[str, list[dg.AssetCheckSpec]] = {}
     for spec in check_specs:
-        checks_by_key.setdefault(spec.asset_key, []).append(spec)
+        checks_by_name.setdefault(name_of[id(spec.asset_key)], []).append(spec)
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
     for step in plan_steps(compiled, max_features_per_step):
         specs = [specs_by_name[n] for n in step.features]
-        checks = [c for s in specs for c in checks_by_key.get(s.key, ())]
+        checks = [c for n in step.features for c in checks_by_name.get(n, ())]
         assets.append(_step_asset(step, specs, checks, graph, translator, specs_by_name))
     return [*assets, *source_specs]
 
@@ -132,6 +143,11 @@ def _step_asset(
         backfill_policy=dg.BackfillPolicy.single_run() if partitions_def else None,
     )
     def build_features(context: dg.AssetExecutionContext):
+        from featurestore_dagster.build.live import audit_live
+        from featurestore_dagster.build.publish import BuildStatus, FeatureBuilder
+        from featurestore_dagster.orchestration.partitions import run_window
+        from featurestore_dagster.registry.materializations import MaterializationRecorder
+
         resource: FeatureBuildResource = getattr(context.resources, RESOURCE_KEY)
         selected = [names_by_key[k] for k in context.selected_asset_keys]
         selected_checks = set(context.selected_asset_check_keys)
@@ -228,13 +244,15 @@ def unregistered_builds(graph: FeatureGraph, names, code_version: Callable) -> l
     return [(name, version) for name, version in versions if is_dev_version(version)]
 
 
-def _label_unregistered(build: FeatureBuild, code_version: str) -> None:
+def _label_unregistered(build: "FeatureBuild", code_version: str) -> None:
     # Data that no registered version describes carries its dev version, never the declared one.
     if is_dev_version(code_version):
         build.version = code_version
 
 
-def _events(context, key: dg.AssetKey, build: FeatureBuild, selected_checks):
+def _events(context, key: dg.AssetKey, build: "FeatureBuild", selected_checks):
+    from featurestore_dagster.build.publish import BuildStatus
+
     log = context.log
     if build.status == BuildStatus.SKIPPED:
         log.warning(f"{build.feature_name}: skipped, {build.error}")
@@ -257,7 +275,7 @@ def _events(context, key: dg.AssetKey, build: FeatureBuild, selected_checks):
     yield from _check_results(key, build, selected_checks)
 
 
-def _check_results(key: dg.AssetKey, build: FeatureBuild, selected_checks):
+def _check_results(key: dg.AssetKey, build: "FeatureBuild", selected_checks):
     for outcome in build.checks:
         check_key = dg.AssetCheckKey(key, outcome.name)
         if check_key not in selected_checks:
@@ -283,7 +301,7 @@ def _audited(description: str, window: str | None) -> str:
     return f"{description} (audited window {window})" if window else description
 
 
-def run_metadata(build: FeatureBuild) -> dict[str, object]:
+def run_metadata(build: "FeatureBuild") -> dict[str, object]:
     """Row count and value statistics, so the Dagster UI plots them over time."""
     metadata: dict[str, object] = {
         "dagster/row_count": build.rows or 0,
@@ -303,7 +321,9 @@ def run_metadata(build: FeatureBuild) -> dict[str, object]:
     return metadata
 
 
-def _failure_line(build: FeatureBuild, path=None) -> str:
+def _failure_line(build: "FeatureBuild", path=None) -> str:
+    from featurestore_dagster.build.publish import BuildStatus
+
     where = build.feature_name + (f" ({path})" if path else "")
     if build.status == BuildStatus.REJECTED:
         names = ", ".join(c.name for c in build.failed_blocking)
@@ -450,8 +470,9 @@ def registry_facts(
     warning) every feature is an unregistered build and has no history.
     """
     from featurestore_dagster.errors import RegistryError
+    from featurestore_dagster.registry import Registry
     from featurestore_dagster.registry.engine import sqlite_file_missing
-    from featurestore_dagster.store import code_versions
+    from featurestore_dagster.versioning.code_versions import code_versions
 
     if sqlite_file_missing(settings.registry_url):
         return code_versions(graph, None, settings=settings), {}
