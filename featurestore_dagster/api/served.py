@@ -7,6 +7,10 @@ definition) checks on each call, as the command line does, so a write never work
 stale graph. Each such request also touches a marker file that every worker's reads look at
 (one ``stat``), so a client reads its own writes whichever worker answers; a definition
 edited outside the server is seen by reads within ``refresh_seconds``.
+
+A definition posted to the server may only name python functions in the project's own
+sources (``project_module_issue``): a client holding a write token cannot make the server
+(or a later build) import a standard-library or installed module. Checking imports nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from featurestore_dagster.build.transformations import project_module_issue
 from featurestore_dagster.definitions.graph import FeatureGraph
+from featurestore_dagster.definitions.models import FeatureDefinition, TransformationType
+from featurestore_dagster.errors import DefinitionError, DefinitionIssue
 from featurestore_dagster.store import FeatureStore
 
 DEFAULT_REFRESH_SECONDS = 1.0
@@ -80,3 +87,17 @@ class ServedStore(FeatureStore):
             graph = FeatureStore.graph.fget(self)
             self._served = (time.monotonic(), generation, graph)
             return graph
+
+    def _check_graph(self, graph: FeatureGraph, definition: FeatureDefinition) -> FeatureGraph:
+        """Also: a new or changed python transformation must be a function of the project."""
+        transformation = definition.transformation
+        if transformation.transformation_type == TransformationType.PYTHON:
+            name = definition.feature_name
+            before = graph[name].transformation if name in graph else None
+            if before is None or before.code.strip() != transformation.code.strip():
+                problem = project_module_issue(transformation.code, self.settings.project_root)
+                if problem is not None:
+                    raise DefinitionError(
+                        DefinitionIssue(problem, feature=name, field="transformation.code")
+                    )
+        return super()._check_graph(graph, definition)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from featurestore_dagster.build.partitions import BuildWindow, sample_window, windowed_sql
@@ -71,50 +72,111 @@ def import_transformation(reference: str) -> Callable[..., Any]:
     return function
 
 
-def function_source(reference: str) -> str:
+def locate_module(module_name: str, roots: Iterable[str | Path] | None = None) -> Path | None:
+    """The source file of ``module_name`` (``pkg/mod.py`` or ``pkg/mod/__init__.py``) in the
+    first of ``roots`` (default: ``sys.path``) that holds it, found by looking at files only:
+    nothing is imported, not even the parent packages (``importlib.util.find_spec`` would run
+    their ``__init__``). Namespace packages count; zip files and extension modules do not."""
+    parts = module_name.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return None
+    for root in sys.path if roots is None else roots:
+        folder = Path(root or ".").joinpath(*parts[:-1])
+        for candidate in (folder / parts[-1] / "__init__.py", folder / f"{parts[-1]}.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def function_source(
+    reference: str, roots: Iterable[str | Path] | None = None, *, _depth: int = 0
+) -> str:
     """Source text of ``module.path:function`` read from its file, without importing it.
 
-    Loading definitions (and fingerprinting them) must not execute user modules, nor pay for
-    their imports (pandas, numpy...) in registry-only commands. The module is located with
-    ``importlib.util.find_spec`` and the function found with ``ast`` among its top-level
-    statements. When the module is not a Python source file (an extension module) or the name
-    is bound in some other way (an import, an assignment), it falls back to importing.
+    Loading definitions (and fingerprinting them) must never execute modules, nor pay for
+    their imports (pandas, numpy...) in registry-only commands. The module's file is found
+    with ``locate_module`` and the name with ``ast`` among its top-level statements: a
+    ``def`` or ``class`` (its source), or an assignment or import binding it (that statement;
+    a ``from x import name`` is followed into ``x`` when its source can be found).
 
     Raises:
-        PythonImportError: the module cannot be found or does not define the function.
+        PythonImportError: no python source file for the module, or it does not bind the name.
     """
     import ast
-    import importlib.util
-    import inspect
 
     module_name, _, attribute = reference.strip().partition(":")
-    try:
-        spec = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError) as error:
+    origin = locate_module(module_name, roots)
+    if origin is None:
         raise PythonImportError(
-            f"cannot import module '{module_name}' of '{reference}': {error}"
-        ) from None
-    if spec is None:
-        raise PythonImportError(
-            f"cannot import module '{module_name}' of '{reference}': no such module (modules are"
-            " imported from the project root and installed packages)"
+            f"cannot find module '{module_name}' of '{reference}': no python source file for it"
+            " (modules are looked up in the project root and installed packages, never imported"
+            " to check them)"
         )
-    origin = spec.origin or ""
-    if origin.endswith(".py"):
-        try:
-            text = open(origin, encoding="utf-8").read()
-            tree = ast.parse(text, filename=origin)
-        except (OSError, SyntaxError, ValueError) as error:
-            raise PythonImportError(f"cannot read module '{module_name}': {error}") from None
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == attribute:
-                return ast.get_source_segment(text, node) or ""
-    # Bound some other way: import to find out.
-    function = import_transformation(reference)
     try:
-        return inspect.getsource(function)
-    except (OSError, TypeError):
-        return repr(function)
+        text = origin.read_text(encoding="utf-8")
+        tree = ast.parse(text, filename=str(origin))
+    except (OSError, SyntaxError, ValueError) as error:
+        raise PythonImportError(f"cannot read module '{module_name}': {error}") from None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if node.name == attribute:
+                return ast.get_source_segment(text, node) or ""
+        elif attribute in _bound_names(node):
+            if isinstance(node, ast.ImportFrom) and _depth < 8:
+                target = _imported_module(node, module_name, origin.name == "__init__.py")
+                original = next(a.name for a in node.names if (a.asname or a.name) == attribute)
+                try:
+                    return function_source(f"{target}:{original}", roots, _depth=_depth + 1)
+                except PythonImportError:
+                    pass
+            return ast.get_source_segment(text, node) or ""
+    raise PythonImportError(f"module '{module_name}' has no function '{attribute}'")
+
+
+def _bound_names(node) -> set[str]:
+    import ast
+
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    if isinstance(node, ast.Assign):
+        return {t.id for t in node.targets if isinstance(t, ast.Name)}
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return {node.target.id}
+    return set()
+
+
+def _imported_module(node, module_name: str, is_package: bool) -> str:
+    """The absolute module name a ``from ... import`` statement reads."""
+    if not node.level:
+        return node.module or ""
+    package = module_name.split(".")
+    if not is_package:
+        package = package[:-1]
+    base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def project_module_issue(reference: str, project_root: Path) -> str | None:
+    """Why ``reference`` is not a function in the project's own python sources (None when
+    it is): its module must be a source file under ``project_root`` (not the standard
+    library, not an installed package) that defines the name. Nothing is imported."""
+    module_name, _, _ = reference.strip().partition(":")
+    top = module_name.split(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return (
+            f"module '{module_name}' of '{reference}' is a standard-library module; a python"
+            " transformation must be a function in the project's own modules"
+        )
+    if locate_module(module_name, [project_root]) is None:
+        return (
+            f"module '{module_name}' of '{reference}' is not a python source file of the project"
+            " (looked for it under the project root only; installed packages are refused here)"
+        )
+    try:
+        function_source(reference, [project_root])
+    except PythonImportError as error:
+        return str(error)
+    return None
 
 
 def ensure_importable_root(root) -> None:

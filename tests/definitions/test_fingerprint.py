@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 
 import pytest
@@ -170,3 +171,26 @@ def test_python_function_source_counts(tmp_path, monkeypatch):
     # Same source, different module: the reference itself is part of the identity.
     assert data_fingerprint(a) != data_fingerprint(c)
     assert metadata_fingerprint(a) == metadata_fingerprint(b) == BASE_METADATA
+
+
+def test_python_source_is_read_without_importing_anything(tmp_path, monkeypatch):
+    """The function is found in its file: the package's ``__init__`` (which would write a
+    file) never runs, and a re-export (``from .impl import build``) is followed to its def."""
+    marker = tmp_path / "imported"
+    package = tmp_path / "fp_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('x')\n"
+    )
+    (package / "impl.py").write_text("def build(conn, inputs):\n    return inputs\n")
+    (package / "api.py").write_text("from .impl import build as build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def python(code: str) -> FeatureDefinition:
+        return definition(transformation={"transformation_type": "python", "code": code})
+
+    direct = data_components(python("fp_pkg.impl:build"))["transformation.source"]
+    exported = data_components(python("fp_pkg.api:build"))["transformation.source"]
+    assert direct == exported and direct.startswith("def build(conn, inputs):")
+    assert not marker.exists()
+    assert "fp_pkg" not in sys.modules
