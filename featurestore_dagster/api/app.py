@@ -18,6 +18,7 @@ from featurestore_dagster.api.deps import ReadAccess
 from featurestore_dagster.api.errors import install_error_handlers
 from featurestore_dagster.api.schemas import ErrorBody, Health
 from featurestore_dagster.api.served import ServedStore, relaxed_graph
+from featurestore_dagster.api.usage_writer import UsageWriter
 from featurestore_dagster.store import FeatureStore
 
 API_PREFIX = "/api/v1"
@@ -167,6 +168,7 @@ def create_app(
     )
     app.state.store = store
     app.state.tokens = tokens
+    app.state.usage_writer = UsageWriter(store)
     install_error_handlers(app, store.settings.definitions_path)
     app.include_router(features.router, prefix=API_PREFIX, responses=COMMON_RESPONSES)
     app.include_router(history.router, prefix=API_PREFIX, responses=COMMON_RESPONSES)

@@ -24,12 +24,14 @@ NamePath = Annotated[
 ]
 
 
-def get_store(request: Request) -> FeatureStore:
+# Dependencies are coroutines: they do no I/O, and a plain function would cost a hop to the
+# thread pool (and back) per dependency per request.
+async def get_store(request: Request) -> FeatureStore:
     return request.app.state.store
 
 
 def _require(role: str):
-    def check(
+    async def check(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     ) -> None:

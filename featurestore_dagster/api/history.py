@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from featurestore_dagster.api.deps import NamePath, ReadAccess, Store, WriteAccess
 from featurestore_dagster.api.errors import ApiError
@@ -18,8 +18,6 @@ from featurestore_dagster.api.schemas import (
     VersionCreate,
     VersionList,
 )
-from featurestore_dagster.api.served import relaxed_graph
-from featurestore_dagster.errors import UnknownFeatureError
 from featurestore_dagster.models import FeatureVersion
 from featurestore_dagster.usage.models import FeatureLineage, FeatureStatistics
 from featurestore_dagster.versioning.plan import Plan
@@ -35,13 +33,12 @@ router = APIRouter(tags=["versions and usage"])
     dependencies=[WriteAccess],
     summary="Record usage: one record, or one model run's features (atomic)",
 )
-def record_usage(usage: UsageIn, store: Store) -> Response:
+async def record_usage(usage: UsageIn, request: Request) -> Response:
+    """Written by the worker's group-commit thread (``api.usage_writer``): answered once
+    the transaction holding it committed."""
     item = usage.model_dump(exclude_none=True)
-    try:
-        result = store.record_usage_batch([item], return_records=True)
-    except UnknownFeatureError:  # maybe created a moment ago: look at the files again
-        with relaxed_graph(False):
-            result = store.record_usage_batch([item], return_records=True)
+    size = len(item["features"]) if "features" in item else 1
+    result = await request.app.state.usage_writer.record([item], size)
     body = UsageRecorded(
         records_written=result.records_written, features=result.features, records=result.records
     )

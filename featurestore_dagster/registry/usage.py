@@ -254,11 +254,12 @@ def insert_usage(
     # In index order, consecutive rows land on the same index pages: a bulk insert into the
     # (feature_name, ...) indexes ran about 1.5x faster than in arrival order (SQLite).
     ordered = sorted(rows, key=_INDEX_ORDER)
-    _executemany(conn, insert(USAGE), ordered, "usage_timestamp")
+    _executemany(conn, _USAGE_INSERT, ordered, "usage_timestamp")
     return []
 
 
 _INDEX_ORDER = operator.itemgetter("feature_name", "used_by_model", "model_version")
+_USAGE_INSERT = insert(USAGE)
 
 
 _COUNTER_UPDATE = (
@@ -302,7 +303,7 @@ def _executemany(conn: Connection, statement, rows: Sequence[Mapping[str, Any]],
     once and each distinct timestamp is converted once by the dialect's own DateTime processor,
     so what is stored is exactly what SQLAlchemy would store.
     """
-    compiled = statement.compile(dialect=conn.dialect, column_keys=list(rows[0]))
+    compiled = _compiled(statement, conn, tuple(rows[0]))
     order = compiled.positiontup
     if not is_sqlite(conn) or not compiled.positional or not order or set(order) - set(rows[0]):
         return conn.execute(statement, list(rows)).rowcount
@@ -322,6 +323,22 @@ def _executemany(conn: Connection, statement, rows: Sequence[Mapping[str, Any]],
             values[index] = text
         params.append(tuple(values))
     return conn.exec_driver_sql(compiled.string, params).rowcount
+
+
+def _compiled(statement, conn: Connection, keys: tuple[str, ...]):
+    """``statement`` compiled for the connection's dialect and these parameter names, once
+    per engine (compiling the counter update cost more than running it). Only the module's
+    constant statements come here, so the cache stays a handful of entries."""
+    dialect = conn.dialect
+    key = (id(statement), id(dialect), keys)
+    found = _COMPILED.get(key)
+    if found is None or found[0] is not statement or found[1] is not dialect:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        found = _COMPILED[key] = (statement, dialect, compiled)
+    return found[2]
+
+
+_COMPILED: dict[tuple, tuple[Any, Any, Any]] = {}
 
 
 # --- aggregate reads -----------------------------------------------------------------------------

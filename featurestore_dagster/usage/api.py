@@ -16,14 +16,14 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from featurestore_dagster.definitions.graph import FeatureGraph
-from featurestore_dagster.errors import UsageError
+from featurestore_dagster.errors import FeatureStoreError, UsageError
 from featurestore_dagster.registry import usage as sql
 from featurestore_dagster.usage.lineage import build_lineage, lineage_members
 from featurestore_dagster.usage.models import (
@@ -194,11 +194,51 @@ class UsageAPI:
         """
         records = expand_usage(items)
         written = self._record(records, returning=return_records)
-        return UsageBatchResult(
-            records_written=len(records),
-            features=sorted({r["feature_name"] for r in records}),
-            records=written if return_records else [],
-        )
+        return _batch_result(records, written, return_records)
+
+    def record_usage_groups(
+        self, groups: Sequence[Iterable[Mapping[str, Any]]], *, return_records: bool = False
+    ) -> list[UsageBatchResult | FeatureStoreError]:
+        """Record several independent batches (as ``record_usage_batch``) in one transaction:
+        a group commit for a server that receives many small posts at once.
+
+        Each group is checked alone; a group with a problem gets its error in its place and
+        the others are written. When the write itself refuses one group (a version that is
+        not registered), each group is written in its own transaction instead, so only that
+        group fails. Results are in the order of ``groups``.
+
+        Raises:
+            RegistryError: the registry cannot be written (every group failed).
+        """
+        graph = self.graph  # one snapshot of the definitions for every group
+        now = datetime.now(UTC)
+        results: list[UsageBatchResult | FeatureStoreError | None] = [None] * len(groups)
+        ready: list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]] = []
+        for index, items in enumerate(groups):
+            try:
+                records = expand_usage(items)
+                ready.append((index, records, validate_usage(records, graph, now=now)))
+            except FeatureStoreError as error:
+                results[index] = error
+        if len(ready) > 1:
+            rows = [dict(row) for _, _, group in ready for row in group]
+            try:
+                written = self._record(rows, returning=return_records, rows=rows)
+            except UsageError:
+                pass  # one group's versions: write each group alone below
+            else:
+                for index, records, group in ready:
+                    results[index] = _batch_result(records, written[: len(group)], return_records)
+                    written = written[len(group) :]
+                ready = []
+        for index, records, group in ready:
+            try:
+                written = self._record(records, returning=return_records, rows=group)
+            except UsageError as error:
+                results[index] = error
+            else:
+                results[index] = _batch_result(records, written, return_records)
+        return results
 
     def _record(
         self,
@@ -309,6 +349,16 @@ def _resolve_versions(
                 f" (registered: {', '.join(by_semver(registered)) or 'none'})"
             )
     raise_problems(sorted(set(problems)))
+
+
+def _batch_result(
+    records: list[dict[str, Any]], written: list[FeatureUsage], return_records: bool
+) -> UsageBatchResult:
+    return UsageBatchResult(
+        records_written=len(records),
+        features=sorted({r["feature_name"] for r in records}),
+        records=written if return_records else [],
+    )
 
 
 def _warn_status(graph: FeatureGraph, rows: list[dict[str, Any]]) -> None:

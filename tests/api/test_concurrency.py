@@ -45,18 +45,35 @@ def test_concurrent_usage_posts_and_edits(tmp_path, registry_env):
                     codes.append(http.post("/features/usage", json=run).status_code)
             return codes
 
+        def post_bad(thread: int) -> list[int]:
+            # Refused posts grouped with good ones in one transaction: only they fail.
+            bad = [
+                {"feature_name": "cc_a", "feature_version": "9.9.9"},
+                {"feature_name": "cc_b", "correlation_with_target": 7},
+                {"feature_name": "cc_nope"},
+            ]
+            common = {"used_by_model": "bad", "model_version": "1", "environment": "dev"}
+            with server.client() as http:
+                return [
+                    http.post("/features/usage", json={**common, **bad[i % 3]}).status_code
+                    for i in range(POSTS_PER_THREAD)
+                ]
+
         def edit(index: int) -> int:
             with server.client() as http:
                 body = {"description": f"edit {index}"}
                 return http.put("/features/cc_a", json=body).status_code
 
-        with ThreadPoolExecutor(THREADS + 4) as pool:
+        with ThreadPoolExecutor(THREADS + 6) as pool:
             usage = [pool.submit(post_usage, t) for t in range(THREADS)]
+            refused = [pool.submit(post_bad, t) for t in range(2)]
             edits = [pool.submit(edit, i) for i in range(4)]
             codes = [code for future in usage for code in future.result()]
+            bad_codes = [code for future in refused for code in future.result()]
             edit_codes = [future.result() for future in edits]
 
         assert codes == [201] * (THREADS * POSTS_PER_THREAD)
+        assert sorted(set(bad_codes)) == [404, 422] and bad_codes.count(404) == 10
         assert edit_codes == [200] * 4
         expected = THREADS * POSTS_PER_THREAD
         with server.client() as http:

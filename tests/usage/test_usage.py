@@ -161,6 +161,43 @@ def test_naive_and_other_zone_timestamps_are_stored_as_utc(store):
     assert naive[0].usage_timestamp == datetime(2024, 3, 2, tzinfo=UTC)
 
 
+def test_groups_are_one_transaction_and_each_refused_alone(store, engine):
+    """A group commit: the good groups are written (with their ids, in order), each bad one
+    gets its own error, whether found by checking (a NaN, an unknown name) or by the write
+    (a version that is not registered)."""
+    good = {"used_by_model": "g", "model_version": "1", "environment": "dev"}
+    groups = [
+        [{**good, "feature_name": "close_price"}],
+        [{**good, "feature_name": "close_price", "feature_importance": math.nan}],
+        [{**good, "features": {"rsi_14d": 1.0, "daily_return": 2.0}}],
+        [{**good, "feature_name": "no_such_feature"}],
+        [{**good, "feature_name": "rsi_14d", "feature_version": "9.9.9"}],
+        [{**good, "feature_name": "daily_return"}],
+    ]
+    before = counters(engine)
+    results = store.record_usage_groups(groups, return_records=True)
+    assert [type(r).__name__ for r in results] == [
+        "UsageBatchResult",
+        "UsageError",
+        "UsageBatchResult",
+        "UnknownFeatureError",
+        "UsageError",
+        "UsageBatchResult",
+    ]
+    assert "9.9.9" in str(results[4]) and "feature_importance" in str(results[1])
+    assert [r.features for r in results if not isinstance(r, Exception)] == [
+        ["close_price"],
+        ["daily_return", "rsi_14d"],
+        ["daily_return"],
+    ]
+    ids = [u.id for r in results if not isinstance(r, Exception) for u in r.records]
+    assert len(ids) == len(set(ids)) == 4
+    assert usage_rows(engine) == 4
+    after = counters(engine)
+    added = {n: after[n][0] - before[n][0] for n in after if after[n][0] != before[n][0]}
+    assert added == {"close_price": 1, "rsi_14d": 1, "daily_return": 2}
+
+
 def test_batch_mixes_runs_and_single_records(store, engine):
     result = store.record_usage_batch(
         [
