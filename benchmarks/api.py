@@ -45,6 +45,8 @@ from featurestore_dagster.store import FeatureStore  # noqa: E402
 
 FEATURESTORE = shutil.which("featurestore", path=str(Path(sys.executable).parent)) or "featurestore"
 TOKEN = "bench-write-token-0123456789"
+ONLINE_FEATURES = 5  # features per POST /online-features
+SYMBOLS = 1000  # entities in each latest table
 
 
 def run_async(coroutine):
@@ -91,12 +93,39 @@ def make_project(root: Path, features: int, registry_url: str | None) -> list[st
         upstream = None if index % 10 == 0 else names[-1]
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(definition(name, upstream)))
         names.append(name)
+    state = root / ".featurestore"  # where ``featurestore serve`` in ``root`` looks too
     store = FeatureStore(
         definitions_path=folder,
-        registry_url=registry_url or f"sqlite:///{root / '.featurestore' / 'registry.db'}",
+        registry_url=registry_url or f"sqlite:///{state / 'registry.db'}",
+        lake_catalog=f"sqlite:{state / 'lake.sqlite'}",
+        lake_data=state / "lake",
     )
     store.apply()
+    publish_latest(store, names[:ONLINE_FEATURES])
     return names
+
+
+def publish_latest(store: FeatureStore, names: list[str]) -> None:
+    """Feature tables and their latest-value tables (one row per symbol) in the lake, as a
+    publish leaves them, for ``POST /online-features``."""
+    from featurestore_dagster.storage.lake import open_lake
+
+    conn = open_lake(store.settings)
+    try:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS features")
+        conn.execute("CREATE SCHEMA IF NOT EXISTS _latest")
+        for name in names:
+            conn.execute(
+                f"CREATE OR REPLACE TABLE features.{name} AS SELECT 'S' || lpad(s::VARCHAR, 4,"
+                f" '0') AS symbol, DATE '2024-01-01' + d::INTEGER AS date, random() AS {name}"
+                f" FROM range({SYMBOLS}) a(s), range(30) b(d)"
+            )
+            conn.execute(
+                f"CREATE OR REPLACE TABLE _latest.{name} AS SELECT * FROM features.{name}"
+                " QUALIFY row_number() OVER (PARTITION BY symbol ORDER BY date DESC) = 1"
+            )
+    finally:
+        conn.close()
 
 
 def process_tree(pid: int) -> list[int]:
@@ -362,8 +391,17 @@ def run(pid: int, url: str, names: list[str], args) -> dict:
     }
 
     if online_available(url):
-        body = {"features": names[:5], "entity_rows": [{"symbol": "AAA"}, {"symbol": "BBB"}]}
-        online = [("POST", "/api/v1/online-features", body)] * count
+        online = [
+            (
+                "POST",
+                "/api/v1/online-features",
+                {
+                    "features": names[:ONLINE_FEATURES],
+                    "entity_rows": [{"symbol": f"S{(i * 7 + k) % SYMBOLS:04d}"} for k in range(2)],
+                },
+            )
+            for i in range(count)
+        ]
         results["online_features"] = measure(pid, url, clients, online)
     floor = results["floor_healthz"]["p99_ms"]
     for key in ("get_feature", "usage_single", "usage_model_run", "online_features"):
@@ -382,6 +420,8 @@ def report(results: dict) -> None:
             "p99 ms",
             "p99 / floor",
             "server CPU ms/req",
+            "client CPU ms/req",
+            "capacity req/s",
             "codes",
         )
     ]
@@ -394,7 +434,7 @@ def report(results: dict) -> None:
     ):
         step = results.get(key)
         if step is None:
-            rows.append((key, "-", "-", "-", "-", "-", "-", "-", "not offered by this server"))
+            rows.append((key, *["-"] * 8, "not offered by this server"))
             continue
         rows.append(
             (
@@ -407,6 +447,7 @@ def report(results: dict) -> None:
                 f"{step['p99_ms']:.1f}",
                 f"{step.get('p99_ratio_to_floor', 1.0):.2f}",
                 f"{step['server_cpu_ms_per_request']:.2f}",
+                f"{step['client_cpu_ms_per_request']:.2f}",
                 f"{step['capacity_per_second']:,.0f}",
                 json.dumps(step["codes"]),
             )
