@@ -6,6 +6,7 @@ registered in one step, under the definitions lock the command line also takes).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,15 +40,18 @@ def public(info: FeatureInfo, store) -> FeatureInfo:
     """The feature with its definition file relative to the definitions folder."""
     if not info.definition_file:
         return info
+    relative = _relative_file(info.definition_file, str(store.settings.definitions_path))
+    return info.model_copy(update={"definition_file": relative})
+
+
+@functools.lru_cache(maxsize=4096)
+def _relative_file(path: str, root: str) -> str:
+    """``path`` relative to ``root`` (both resolved: symlinks count), else its file name.
+    Cached: resolving both took two ``realpath`` walks on every read of a feature."""
     try:
-        relative = (
-            Path(info.definition_file)
-            .resolve()
-            .relative_to(store.settings.definitions_path.resolve())
-        )
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
     except ValueError:
-        relative = Path(Path(info.definition_file).name)
-    return info.model_copy(update={"definition_file": str(relative)})
+        return Path(path).name
 
 
 def etag_of(body: bytes) -> str:

@@ -55,13 +55,13 @@ def definitions() -> list[dict]:
     ]
 
 
-def load_raw(env: dict[str, str]) -> None:
+def load_raw(env: dict[str, str], days: int = 30) -> None:
     from tests.conftest import open_test_lake
 
     prices = pa.Table.from_pylist(
         [
             {"symbol": symbol, "date": START + dt.timedelta(days=day), "close": base + day}
-            for day in range(30)
+            for day in range(days)
             for symbol, base in (("AAA", 100.0), ("BBB", 200.0))
             if symbol == "AAA" or day % 2 == 0
         ]
@@ -263,3 +263,24 @@ def test_online_features_json_and_arrow(published):
         assert missing.status_code == 422 and "symbol" in missing.text
         versioned = http.post("/online-features", json={**body, "features": ["close_price@1"]})
         assert versioned.status_code == 422
+
+
+def test_online_features_see_a_publish_made_while_serving(published):
+    """The server's lake reader is opened once per worker and kept: a ``featurestore
+    materialize`` that publishes a newer day is seen by the next request. (Last in the module:
+    it changes the data the tests above read.)"""
+    body = {"entity_rows": [{"symbol": "AAA"}], "features": ["close_price"]}
+    with published.client() as http:
+        first = http.post("/online-features", json=body).json()["rows"][0]
+        assert (first["close_price"], first["close_price__timestamp"]) == (129.0, "2024-01-30")
+        load_raw(published.env, days=32)
+        result = subprocess.run(
+            [FEATURESTORE, "materialize"],
+            cwd=published.project,
+            env=published.env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        again = http.post("/online-features", json=body).json()["rows"][0]
+    assert (again["close_price"], again["close_price__timestamp"]) == (131.0, "2024-02-01")
