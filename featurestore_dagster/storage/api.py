@@ -204,7 +204,8 @@ class LakeAPI:
         from sqlalchemy import select
 
         from featurestore_dagster.registry.models import FeatureVersionRecord
-        from featurestore_dagster.storage.retention import collect_garbage, protected_snapshots
+        from featurestore_dagster.registry.training_sets import protected_snapshot_ids
+        from featurestore_dagster.storage.retention import collect_garbage
 
         table = FeatureVersionRecord.__table__
         with self.registry.transaction() as conn:
@@ -212,7 +213,7 @@ class LakeAPI:
         majors: dict[str, set[int]] = {}
         for feature, major in rows:
             majors.setdefault(feature, set()).add(int(major))
-        protected = protected_snapshots(self.registry.engine)
+        protected = protected_snapshot_ids(self.registry.engine)
         with _Writer(self) as conn:
             return collect_garbage(
                 conn,

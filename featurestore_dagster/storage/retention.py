@@ -2,48 +2,20 @@
 
 Kept whatever their age: the current snapshot, the latest publish of every registered major
 version of every feature (so ``read_feature(name, version="1")`` and a rollback to any major
-keep working), and every snapshot a training-set manifest references (``protected_snapshots``).
+keep working), and every snapshot a training-set manifest references
+(``registry.training_sets.protected_snapshot_ids``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import duckdb
-from sqlalchemy import Engine, inspect, text
 
 from featurestore_dagster.storage.lake import CATALOG, current_snapshot
 from featurestore_dagster.storage.snapshots import Publish, store_commits
-
-
-def protected_snapshots(engine: Engine) -> set[int]:
-    """Snapshot ids referenced by training-set manifests (``training_sets.manifest`` JSON,
-    ``features[*].snapshot_id``); empty when the registry has no such table."""
-    try:
-        if "training_sets" not in inspect(engine).get_table_names():
-            return set()
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT manifest FROM training_sets")).fetchall()
-    except Exception:  # noqa: BLE001 - an unreadable table protects nothing, gc then refuses
-        raise
-    found: set[int] = set()
-    for (manifest,) in rows:
-        if isinstance(manifest, str):
-            try:
-                manifest = json.loads(manifest)
-            except ValueError:
-                continue
-        features = manifest.get("features") if isinstance(manifest, dict) else None
-        if isinstance(features, dict):
-            features = list(features.values())
-        for item in features or []:
-            snapshot = item.get("snapshot_id") if isinstance(item, dict) else None
-            if isinstance(snapshot, int) or (isinstance(snapshot, str) and snapshot.isdigit()):
-                found.add(int(snapshot))
-    return found
 
 
 def kept_publishes(
