@@ -40,6 +40,9 @@ class RunPlan:
     settings: Settings
     code_versions: dict[str, str]
     max_features_per_step: int
+    # The run's asset keys: a job holds one partitioning (Dagster refuses a job over assets
+    # partitioned differently), and a run's features are partitioned alike.
+    keys: tuple[str, ...] = ()
 
 
 def build_job():
@@ -61,7 +64,8 @@ def build_job():
     translator = FeatureTranslator(code_versions=plan.code_versions)
     assets = build_assets(graph, translator, max_features_per_step=plan.max_features_per_step)
     resource = FeatureBuildResource(plan.settings, report_dir=str(run_dir))
-    job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.all())
+    selection = dg.AssetSelection.assets(*(dg.AssetKey.from_user_string(k) for k in plan.keys))
+    job = dg.define_asset_job(JOB_NAME, selection=selection)
     definitions = dg.Definitions(
         assets=assets,
         jobs=[job],
@@ -89,8 +93,10 @@ def run_multiprocess(
     instance,
     run_config: dict,
     tags: dict[str, str],
+    key_range=None,
 ):
-    """Execute the selection with the multiprocess executor.
+    """Execute the selection with the multiprocess executor (``key_range``: the partitions of
+    a partition run, one run whatever its length).
 
     Returns:
         ``(builds, result)``: every ``FeatureBuild`` the steps reported, and Dagster's result.
@@ -99,7 +105,8 @@ def run_multiprocess(
 
     with contextlib.ExitStack() as stack:
         run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="featurestore-")))
-        plan = RunPlan(settings, dict(code_versions), max_features_per_step)
+        names = tuple(key.to_user_string() for key in keys)
+        plan = RunPlan(settings, dict(code_versions), max_features_per_step, names)
         (run_dir / PLAN_FILE).write_bytes(pickle.dumps(plan))
         stack.enter_context(_environment(RUN_DIR_ENV, str(run_dir)))
         if instance is None:
@@ -110,13 +117,26 @@ def run_multiprocess(
             instance=instance,
             asset_selection=list(keys),
             run_config={**run_config, "execution": execution},
-            tags=tags,
+            tags={**tags, **partition_tags(key_range)},
             raise_on_error=False,
         )
         builds = []
         for report in sorted(run_dir.glob(f"*{REPORT_SUFFIX}")):
             builds.extend(pickle.loads(report.read_bytes()))
         return builds, result
+
+
+def partition_tags(key_range) -> dict[str, str]:
+    """The run tags of a partition key range: one key, or a range run as one run (the
+    single-run backfill policy of partitioned build steps)."""
+    if key_range is None:
+        return {}
+    if key_range.start == key_range.end:
+        return {"dagster/partition": key_range.start}
+    return {
+        "dagster/asset_partition_range_start": key_range.start,
+        "dagster/asset_partition_range_end": key_range.end,
+    }
 
 
 @contextlib.contextmanager

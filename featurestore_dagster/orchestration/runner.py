@@ -53,7 +53,7 @@ def run_build(
         executor: ``in_process`` (``dagster.materialize``: every step in this process, one
             after the other) or ``multiprocess`` (each step in a process of its own, up to
             ``max_processes`` at once, default one per CPU; see ``multiprocess.py``).
-            Partition runs always run in process.
+            Partition runs use the same choice (a range is one run either way).
         partitions: a partition key (``2024-02-01``) or range (``2024-02-01...2024-02-29``)
             of the named features (one partitioning): only that window is rebuilt, in one run,
             with their upstream of the same partitioning; other upstream features are read as
@@ -114,7 +114,7 @@ def run_build(
                 continue
             before = len(builds)
             keys = [translator.get_asset_key(graph[n]) for n in run_names]
-            if executor == "multiprocess" and key_range is None:
+            if executor == "multiprocess":
                 from featurestore_dagster.orchestration.multiprocess import run_multiprocess
 
                 reported, result = run_multiprocess(
@@ -126,6 +126,7 @@ def run_build(
                     instance=instance,
                     run_config=run_config,
                     tags={**tags, "featurestore/executor": "multiprocess"},
+                    key_range=key_range,
                 )
                 builds.extend(reported)
             else:
@@ -230,13 +231,13 @@ def _materialize(assets, keys, resource, key_range, instance, run_config, tags):
     import dagster as dg
 
     from featurestore_dagster.orchestration.definitions import RESOURCE_KEY
+    from featurestore_dagster.orchestration.multiprocess import partition_tags
 
     partition_key = None
     if key_range is not None and key_range.start == key_range.end:
         partition_key = key_range.start
     elif key_range is not None:  # a range is one run (single-run backfill policy)
-        tags["dagster/asset_partition_range_start"] = key_range.start
-        tags["dagster/asset_partition_range_end"] = key_range.end
+        tags.update(partition_tags(key_range))
     try:
         return dg.materialize(
             assets,

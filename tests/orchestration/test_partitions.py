@@ -218,6 +218,37 @@ def test_a_partition_run_rebuilds_only_its_window(definitions_folder, store_env)
     assert [close[("BBB", f"2024-01-0{d}")] for d in (6, 7, 8, 9)] == [105.0, 106.0, 107.0, 18.0]
 
 
+def test_multiprocess_runs_partitioned_and_partition_builds(
+    definitions_folder, store_env, monkeypatch
+):
+    """--executor multiprocess: a whole build (one run per partitioning) and a partition run
+    (its window only) go through the multiprocess executor like unpartitioned ones."""
+    partitioned_project(definitions_folder)
+    seed_prices(store_env, [(d, 10.0 + d) for d in range(1, PRICE_DAYS + 1)])
+    multiprocess = ["--executor", "multiprocess", "--processes", "1"]
+    result, builds = materialize(store_env, *multiprocess)
+    assert result.exit_code == 0, result.output
+    assert [b["feature_name"] for b in builds] == ["close_price", "smooth", "summary"]
+    assert len(table(store_env, "close_price")) == 2 * PRICE_DAYS
+
+    seed_prices(store_env, [(d, 100.0 + d) for d in range(1, PRICE_DAYS + 1)])
+    result, builds = materialize(store_env, "smooth", "--partition", "2024-01-05", *multiprocess)
+    assert result.exit_code == 0, result.output
+    assert [(b["feature_name"], b["window"], b["rows"]) for b in builds] == [
+        ("close_price", "2024-01-05", 2),
+        ("smooth", "2024-01-05", 2),
+    ]
+    result, builds = materialize(
+        store_env, "close_price", "--partition-range", "2024-01-06...2024-01-07", *multiprocess
+    )
+    assert result.exit_code == 0, result.output
+    assert [(b["window"], b["rows"]) for b in builds] == [("2024-01-06...2024-01-07", 4)]
+    close = table(store_env, "close_price")
+    assert [close[("AAA", f"2024-01-0{d}")] for d in (4, 5, 6, 7, 8)] == [
+        13.0, 104.0, 105.0, 106.0, 17.0
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
