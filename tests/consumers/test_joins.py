@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from featurestore_dagster.consumers.joins import FeatureRead, point_in_time_values
-from featurestore_dagster.consumers.spine import load_spine
+from featurestore_dagster.consumers.joins import FeatureRead, in_spine_order, point_in_time_values
+from featurestore_dagster.consumers.spine import ROW_COLUMN, load_spine
 from featurestore_dagster.errors import TrainingSetError
 
 DAY = 86400
@@ -179,6 +179,38 @@ def test_spine_order_and_duplicates_are_kept():
     reads = [FeatureRead("f", "f", '"features"."f"', "f", ("symbol",), "date")]
     values = point_in_time_values(conn, load_spine(spine, conn, "date"), reads)
     assert values["f"].to_pylist() == [float(d) for d in days]
+
+
+def test_a_large_spine_comes_back_in_its_own_order():
+    """Large enough for DuckDB to join in parallel and hand rows back out of order."""
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA features")
+    conn.execute(
+        "CREATE TABLE features.f AS SELECT 'S' || (i % 500)::VARCHAR AS symbol,"
+        " DATE '2024-01-01' + (i // 500)::INTEGER AS date, i::DOUBLE AS f FROM range(100000) t(i)"
+    )
+    rng = np.random.default_rng(11)
+    codes = rng.integers(0, 600, 300_000)  # 500..599: unknown symbols
+    days = rng.integers(0, 200, 300_000)
+    spine = pa.table(
+        {
+            "symbol": [f"S{c}" for c in codes],
+            "date": (np.datetime64("2024-01-01") + days).astype("datetime64[D]"),
+        }
+    )
+    reads = [FeatureRead("f", "f", '"features"."f"', "f", ("symbol",), "date")]
+    values = point_in_time_values(conn, load_spine(spine, conn, "date"), reads)
+    expected = np.where(codes < 500, np.minimum(days, 199) * 500 + codes, np.nan)
+    got = values["f"].to_numpy(zero_copy_only=False)
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    assert np.array_equal(got[codes < 500], expected[codes < 500])
+
+
+def test_in_spine_order_inverts_any_permutation():
+    rows = np.random.default_rng(5).permutation(1000)
+    shuffled = pa.table({ROW_COLUMN: rows, "v": rows * 2})
+    assert in_spine_order(shuffled).column_names == ["v"]
+    assert in_spine_order(shuffled)["v"].to_pylist() == [i * 2 for i in range(1000)]
 
 
 def test_spine_missing_key_and_wrong_types_are_refused():
