@@ -2,12 +2,14 @@
 
 N trivial features, each one read of a 10,000-row raw table and four checks (the implicit
 `schema` and `unique_key`, a blocking `range`, a `null_check`), built by the whole
-`featurestore materialize` process. The floor is a hand-written Dagster program in a process
-of its own: multi-assets of the same bounded size with the same specs and checks, doing the
-same DuckDB work (one CREATE TABLE AS SELECT and one aggregate query for the four checks per
-feature) and yielding the same materializations and check results, in the same instance kind
-(ephemeral, or a DAGSTER_HOME on SQLite or PostgreSQL). Both sides start from a fresh
-interpreter, so imports and teardown count on both.
+`featurestore materialize` process on a lake (SQLite catalog, Parquet files). The floor is a
+hand-written Dagster program in a process of its own: multi-assets of the same bounded size
+with the same specs and checks, doing the same DuckDB work on a lake of the same kind (one
+CREATE TABLE AS SELECT, its own lake transaction, and one aggregate query for the four checks
+per feature) and yielding the same materializations and check results, in the same instance
+kind (ephemeral, or a DAGSTER_HOME on SQLite or PostgreSQL). Both sides start from a fresh
+interpreter, so imports and teardown count on both; each has its own lake holding the same
+``raw.ticks``.
 
     uv run python benchmarks/scale.py                          # N = 250, 1000, 2000
     uv run python benchmarks/scale.py --features 250 1000 2000 10000 --instance sqlite
@@ -31,10 +33,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
 import yaml
 
+from featurestore_dagster.config import Settings
 from featurestore_dagster.orchestration.steps import MAX_FEATURES_PER_STEP, STEP_SIZE_ENV
+from featurestore_dagster.storage.lake import (
+    attach_statement,
+    catalog_kind,
+    extension_path,
+    open_lake,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW_ROWS = 10_000
@@ -69,8 +77,18 @@ def write_definitions(folder: Path, count: int) -> None:
     (folder / "features.yaml").write_text(yaml.safe_dump({"features": features}, sort_keys=False))
 
 
-def generate_raw(path: Path) -> None:
-    conn = duckdb.connect(str(path))
+def lake_settings(folder: Path, definitions: Path) -> Settings:
+    return Settings.load(
+        definitions_path=definitions,
+        registry_url=f"sqlite:///{folder / 'registry.db'}",
+        lake_catalog=f"sqlite:{folder / 'lake.sqlite'}",
+        lake_data=folder / "lake",
+    )
+
+
+def generate_raw(settings: Settings) -> None:
+    """``raw.ticks`` (100 symbols x 100 days) written into the lake."""
+    conn = open_lake(settings)
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
     conn.execute(
         f"""CREATE OR REPLACE TABLE raw.ticks AS
@@ -86,7 +104,7 @@ import json, sys, time
 import dagster as dg
 import duckdb
 
-COUNT, STEP, DB, PROFILE = {count}, {step}, {db!r}, {profile!r}
+COUNT, STEP, LAKE, PROFILE = {count}, {step}, {lake!r}, {profile!r}
 
 
 def make_step(index, names):
@@ -100,8 +118,11 @@ def make_step(index, names):
 
     @dg.multi_asset(name=f"build_{{index}}", specs=specs, check_specs=checks, can_subset=True)
     def build(context):
-        conn = duckdb.connect()
-        conn.execute(f"ATTACH '{{DB}}' AS featurestore")
+        conn = duckdb.connect(config={{"autoinstall_known_extensions": False,
+                                       "autoload_known_extensions": False}})
+        for path in LAKE["extensions"]:
+            conn.execute(f"LOAD '{{path}}'")
+        conn.execute(LAKE["attach"])
         conn.execute("USE featurestore")
         conn.execute("CREATE SCHEMA IF NOT EXISTS features")
         for key in context.selected_asset_keys:
@@ -201,17 +222,24 @@ def run_side(command: list[str], env: dict[str, str]) -> tuple[float, float]:
 def bench(count: int, args, workdir: Path) -> dict:
     folder = workdir / f"defs_{count}"
     write_definitions(folder, count)
-    ours_db, floor_db = workdir / f"ours_{count}.duckdb", workdir / f"floor_{count}.duckdb"
-    generate_raw(ours_db)
-    shutil.copy(ours_db, floor_db)
+    ours_lake = lake_settings(workdir / f"ours_{count}", folder)
+    floor_lake = lake_settings(workdir / f"floor_{count}", folder)
+    generate_raw(ours_lake)
+    generate_raw(floor_lake)
+    scanner = f"{catalog_kind(floor_lake.lake_catalog)}_scanner"
+    floor_info = {
+        "extensions": [extension_path("ducklake"), extension_path(scanner)],
+        "attach": attach_statement(floor_lake, read_only=False),
+    }
     profile = args.profile
     base = {**os.environ, "FEATURESTORE_BOOTSTRAP": ""}
     base.pop("DAGSTER_HOME", None)
     ours_env = {
         **base,
         "FEATURESTORE_DEFINITIONS": str(folder),
-        "FEATURESTORE_DUCKDB_PATH": str(ours_db),
-        "FEATURESTORE_REGISTRY_URL": f"sqlite:///{workdir / f'registry_{count}.db'}",
+        "FEATURESTORE_LAKE_CATALOG": ours_lake.lake_catalog,
+        "FEATURESTORE_LAKE_DATA": str(ours_lake.lake_data),
+        "FEATURESTORE_REGISTRY_URL": ours_lake.registry_url,
         STEP_SIZE_ENV: str(args.step),
         **instance_env(args.instance, workdir, f"ours_{count}"),
     }
@@ -224,7 +252,7 @@ def bench(count: int, args, workdir: Path) -> dict:
     script = FLOOR.format(
         count=count,
         step=args.step,
-        db=str(floor_db),
+        lake=floor_info,
         profile=f"{profile}_floor_{count}.prof" if profile else "",
     )
     floor_env = {**base, **instance_env(args.instance, workdir, f"floor_{count}")}
