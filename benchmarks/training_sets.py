@@ -127,27 +127,29 @@ def floor_query(features: int, ttl_days: int | None) -> str:
     return f"SELECT s.*, {', '.join(columns)} FROM spine s {' '.join(joins)}"
 
 
-def run_floor(conn, spine: pa.Table, features: int, ttl_days: int | None) -> float:
-    started = time.perf_counter()
+def run_floor(conn, spine: pa.Table, features: int, ttl_days: int | None) -> tuple[float, float]:
+    started, cpu = time.perf_counter(), time.process_time()
     conn.register("spine_arrow", spine)
     conn.execute("CREATE OR REPLACE TEMP TABLE spine AS SELECT * FROM spine_arrow")
     conn.unregister("spine_arrow")
     table = conn.execute(floor_query(features, ttl_days)).to_arrow_table()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert table.num_rows == spine.num_rows
-    return seconds
+    return seconds, cpu
 
 
-def run_store(store, spine: pa.Table, features: int, ttl_days: int | None) -> float:
+def run_store(store, spine: pa.Table, features: int, ttl_days: int | None) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads of this process: the steadier figure on a shared
+    machine) of one training set, fetched as Arrow."""
     names = [f"bench_f{k}" for k in range(features)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     ts = store.get_training_set(
         spine, names, timestamp_column="date", ttl=f"{ttl_days}d" if ttl_days else None
     )
     table = ts.to_arrow()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert table.num_rows == spine.num_rows
-    return seconds
+    return seconds, cpu
 
 
 def training_sets(root: Path, args) -> dict:
@@ -164,9 +166,18 @@ def training_sets(root: Path, args) -> dict:
                 ours.append(run_store(store, spine, args.features, ttl_days))
             key = "no_ttl" if ttl_days is None else "ttl_30d"
             results[key] = {
-                "floor_seconds": [round(s, 3) for s in floor],
-                "store_seconds": [round(s, 3) for s in ours],
-                "ratio": round(statistics.median(ours) / statistics.median(floor), 3),
+                "floor_seconds": [round(s, 3) for s, _ in floor],
+                "store_seconds": [round(s, 3) for s, _ in ours],
+                "ratio": round(
+                    statistics.median(s for s, _ in ours) / statistics.median(s for s, _ in floor),
+                    3,
+                ),
+                "floor_cpu_seconds": [round(c, 3) for _, c in floor],
+                "store_cpu_seconds": [round(c, 3) for _, c in ours],
+                "cpu_ratio": round(
+                    statistics.median(c for _, c in ours) / statistics.median(c for _, c in floor),
+                    3,
+                ),
             }
     finally:
         conn.close()
@@ -294,6 +305,8 @@ def main() -> None:
         print(
             f"  {key:8s} floor {statistics.median(item['floor_seconds']):7.2f}s"
             f"  store {statistics.median(item['store_seconds']):7.2f}s  ratio {item['ratio']:.3f}"
+            f"  (CPU: floor {statistics.median(item['floor_cpu_seconds']):.2f}s, store"
+            f" {statistics.median(item['store_cpu_seconds']):.2f}s, ratio {item['cpu_ratio']:.3f})"
         )
     if result["peak_rss_mb"]:
         print(f"  peak RSS of a fresh process: {result['peak_rss_mb']} MB")
