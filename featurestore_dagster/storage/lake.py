@@ -123,13 +123,19 @@ def open_lake(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPy
         open_lake(settings).close()  # an empty lake, so readers get "no such table" later
     if not read_only:
         _prepare_writable(settings)
-    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    config = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
     if catalog_kind(settings.lake_catalog) == "sqlite":
         # Before the ATTACH uses the secret manager (the sandbox turns it off; it cannot be
         # changed afterwards). A PostgreSQL catalog looks up secrets in that storage.
         config["allow_persistent_secrets"] = False
     conn = duckdb.connect(config=config)
     try:
+        # DuckDB draws a progress bar on stdout for queries over ~2 s, which would corrupt
+        # `--json` / `--csv` output; the CLI shows its own progress on stderr.
+        conn.execute("SET enable_progress_bar = false")
         # Only what this catalog needs: each LOAD reads and verifies a ~35 MB library.
         scanner = f"{catalog_kind(settings.lake_catalog)}_scanner"
         for name in ("ducklake", scanner):

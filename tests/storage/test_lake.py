@@ -184,3 +184,16 @@ def test_attached_duckdb_file_is_a_read_only_source(lake_env, tmp_path, monkeypa
             conn.execute("INSERT INTO market.quotes VALUES ('B', DATE '2024-01-03', 1.0)")
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_lake_connections_draw_no_progress_bar_on_stdout(lake_env, read_only):
+    # DuckDB's own progress bar goes to stdout for long queries and would corrupt the
+    # CLI's --json / --csv output at realistic sizes (seen at 1M rows).
+    open_test_lake(lake_env).close()  # the lake exists before a reader opens it
+    conn = open_test_lake(lake_env, read_only=read_only)
+    try:
+        setting = conn.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0]
+    finally:
+        conn.close()
+    assert setting is False
