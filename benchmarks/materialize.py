@@ -329,11 +329,8 @@ def run(command: list[str], env: dict[str, str] | None = None) -> float:
     if result.returncode != 0:
         raise SystemExit(f"{command[:4]} failed:\n{result.stderr[-3000:]}")
     if "featurestore_dagster.cli" in command:
-        # DuckDB draws its progress bar on stdout for queries over ~2 s, ahead of the JSON.
-        lines = result.stdout.splitlines()
-        start = next((i for i, line in enumerate(lines) if line.startswith("[")), 0)
         try:
-            builds = json.loads("\n".join(lines[start:]))
+            builds = json.loads(result.stdout)
         except ValueError:
             raise SystemExit(
                 f"{command[:4]}: not JSON on stdout:\n{result.stdout[:2000]}"
