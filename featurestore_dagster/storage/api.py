@@ -95,7 +95,7 @@ class LakeAPI:
                 query = f"SELECT * FROM {table}"
             relation = conn.sql(query)
             if output == "arrow":
-                return relation.fetch_arrow_table()
+                return relation.to_arrow_table()
             if output == "polars":
                 return relation.pl()
             return relation.df()
