@@ -162,6 +162,7 @@ class FeatureBuilder:
         self._schemas: set[str] = set()
         self._overlay = False
         self._published: set[str] = set(published_upstream)
+        self._sources_seen: set[str] = set()  # source tables probed once in this run
 
     def build_all(
         self,
@@ -296,7 +297,6 @@ class FeatureBuilder:
         """Replace the live table (only ``window``'s rows of a partition run) and its
         latest-value table in one lake transaction."""
         live = quote_table(definition.table_name)
-        latest = quote_table(latest_table(definition))
         source = quote_table(staging)
         self._ensure_schema(definition.table_name.split(".")[0])
         self._ensure_schema(LATEST_SCHEMA)
@@ -311,35 +311,54 @@ class FeatureBuilder:
                 self.conn.execute(f"INSERT INTO {live} BY NAME SELECT * FROM {source}")
                 latest_source = live
             else:
-                self.conn.execute(f"DROP TABLE IF EXISTS {live}")
-                self.conn.execute(f"CREATE TABLE {live} AS SELECT * FROM {source}")
+                self._replace(definition.table_name, f"SELECT * FROM {source}", staging)
                 latest_source = source
-            self.conn.execute(
-                f"CREATE OR REPLACE TABLE {latest} AS"
-                f" {latest_values_sql(definition, latest_source)}"
-            )
+            self._replace(latest_table(definition), latest_values_sql(definition, latest_source))
             self._commit_message(definition, result, "published", token)
 
         return self._commit(publish, token)
 
+    def _replace(self, table: str, select: str, like: str | None = None) -> None:
+        """Replace the rows of lake table ``table`` by ``select``, inside the caller's
+        transaction.
+
+        When the table exists with the columns ``select`` yields (those of table ``like``,
+        else of the query itself), only its rows are swapped (DELETE, INSERT); otherwise it is
+        dropped and created again. A schema change of the lake makes every later transaction
+        of every connection reload the whole catalog (time O(tables)), so republishing with
+        DDL made a build of N features cost O(N^2); a republish is DML.
+        """
+        target = quote_table(table)
+        current = _columns(self.conn, CATALOG, table)
+        if current:
+            if like is not None:
+                wanted = _columns(self.conn, STAGING, like.split(".", 1)[1])
+            else:
+                described = self.conn.execute(f"DESCRIBE {select}").fetchall()
+                wanted = [(name, kind) for name, kind, *_ in described]
+            if wanted == current:
+                self.conn.execute(f"DELETE FROM {target}")
+                self.conn.execute(f"INSERT INTO {target} {select}")
+                return
+            self.conn.execute(f"DROP TABLE {target}")
+        self.conn.execute(f"CREATE TABLE {target} AS {select}")
+
     def _reject(self, definition: FeatureDefinition, staging: str, result: FeatureBuild) -> int:
         """Keep the rejected rows inspectable in ``_rejected.<feature>``; live table untouched."""
-        target = quote_table(rejected_table(definition))
         self._ensure_schema(REJECTED_SCHEMA)
         token = uuid.uuid4().hex
 
         def reject() -> None:
-            self.conn.execute(
-                f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {quote_table(staging)}"
+            self._replace(
+                rejected_table(definition), f"SELECT * FROM {quote_table(staging)}", staging
             )
             self._commit_message(definition, result, "rejected", token)
 
         return self._commit(reject, token)
 
     def _commit(self, work: Callable[[], None], token: str) -> int:
-        before = publish_snapshot(self.conn, None)
         in_transaction(self.conn, work)
-        return publish_snapshot(self.conn, token, after=before)
+        return publish_snapshot(self.conn, token)
 
     def _commit_message(
         self, definition: FeatureDefinition, result: FeatureBuild, status: str, token: str
@@ -418,6 +437,8 @@ class FeatureBuilder:
         # A probe binds the name as the transformation will, in constant time; a lookup in
         # information_schema lists every table (54 ms a call at 2,000 features: quadratic).
         for source in definition.table_sources:
+            if source in self._sources_seen:
+                continue
             try:  # resolved as the SQL will be: a lake schema, else an attached catalog
                 self.conn.execute(f"SELECT * FROM {quote_table(source)} LIMIT 0")
             except duckdb.CatalogException:
@@ -426,6 +447,7 @@ class FeatureBuilder:
                     " DuckDB file); load it before building (it is an external asset owned by"
                     " whoever loads the raw data)"
                 ) from None
+            self._sources_seen.add(source)
 
     def _warn_deprecated(self, definition: FeatureDefinition) -> None:
         if definition.status == FeatureStatus.DEPRECATED:
@@ -435,6 +457,19 @@ class FeatureBuilder:
                 log.warning(
                     "feature '%s' uses deprecated feature '%s'", definition.feature_name, parent
                 )
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple]:
+    """(name, type) of each column of ``database``'s ``schema.table``, in order ([]: none).
+
+    Read from the connection's catalog (the transaction's snapshot): no lake round trip."""
+    schema, name = table.split(".")
+    return conn.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ?"
+        " AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?)"
+        " ORDER BY column_index",
+        [database, schema, name],
+    ).fetchall()
 
 
 def _first_line(error: BaseException) -> str:

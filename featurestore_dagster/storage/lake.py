@@ -38,6 +38,8 @@ STORE_SCHEMAS = (FEATURES_SCHEMA, REJECTED_SCHEMA, LATEST_SCHEMA)
 STAGING = "__featurestore_staging"
 # ``featurestore check``'s overlay: views over the lake shadowed by what the check built.
 OVERLAY = "__featurestore_check"
+# DuckLake attaches its catalog database under this name (SQLite or PostgreSQL alike).
+METADATA = f"__ducklake_metadata_{CATALOG}"
 
 _EXTENSION_PACKAGES = {
     "ducklake": "duckdb_extension_ducklake",
@@ -102,6 +104,12 @@ def attach_statement(settings: Settings, *, read_only: bool) -> str:
     options = [f"DATA_PATH {_literal(_data_path(settings))}"]
     if read_only:
         options.append("READ_ONLY")
+    else:
+        # No data inlining: DuckLake would give every table a catalog table of its own for
+        # inlined rows (one more per table id, so per republish), and every lake transaction
+        # pays for the catalog's schema size: commits grew O(features). Feature tables are
+        # never a few rows anyway.
+        options.append("DATA_INLINING_ROW_LIMIT 0")
     if catalog_kind(settings.lake_catalog) == "sqlite":
         options.append("META_BUSY_TIMEOUT 60000")
     target = _literal("ducklake:" + ducklake_target(settings.lake_catalog))
@@ -295,17 +303,26 @@ def publish_snapshot(
     """The snapshot id of the commit whose extra info holds ``token`` (None: the current one).
 
     Another process may commit right after ours, so "the current snapshot" after a commit is
-    not necessarily ours: the commit is found by the unique token it carries.
+    not necessarily ours: the commit is found by the unique token it carries. The current
+    snapshot is looked at first (one catalog row: ours unless someone committed since), the
+    lake's snapshot list (which grows with the history) only when it is not ours.
     """
+    current = current_snapshot(conn)
     if token is None:
-        return current_snapshot(conn)
+        return current
+    row = conn.execute(
+        f"SELECT commit_extra_info FROM {METADATA}.ducklake_snapshot_changes WHERE snapshot_id = ?",
+        [current],
+    ).fetchone()
+    if row is not None and row[0] is not None and token in row[0]:
+        return current
     row = conn.execute(
         f"SELECT max(snapshot_id) FROM {CATALOG}.snapshots()"
         " WHERE snapshot_id > ? AND contains(commit_extra_info, ?)",
         [after if after is not None else -1, token],
     ).fetchone()
     if row is None or row[0] is None:
-        return current_snapshot(conn)
+        return current
     return int(row[0])
 
 

@@ -260,3 +260,80 @@ def test_junit_counts_a_skipped_feature_as_skipped_not_failed(project, tmp_path)
     assert child_suite.get("failures") == "0"
     assert child_suite.find("testcase/skipped") is not None
     assert suites["close_price"].get("failures") == "1"
+
+
+def lake_state(lake):
+    """(schema version, snapshot id) of the lake's current snapshot."""
+    conn = open_test_lake(lake, read_only=True)
+    try:
+        return conn.execute(
+            "SELECT schema_version, snapshot_id FROM featurestore.snapshots()"
+            " ORDER BY snapshot_id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+
+
+def test_republish_with_same_columns_swaps_rows_without_a_schema_change(project):
+    folder, lake, env = project
+    first = json.loads(materialize(env, "--json").stdout)
+    seed_prices(lake, rows=((1, 20.0), (2, 21.0)))
+    schema_before, _ = lake_state(lake)
+    result = materialize(env, "--json")
+    assert result.exit_code == 0, result.output
+    # Rows replaced by DML: the lake's schema version did not move (no catalog reload).
+    assert lake_state(lake)[0] == schema_before
+    assert table_rows(lake, "features.double_price") == [
+        ("AAA", _date(1), 40.0),
+        ("AAA", _date(2), 42.0),
+        ("BBB", _date(1), 40.0),
+        ("BBB", _date(2), 42.0),
+    ]
+    assert table_rows(lake, "_latest.close_price") == [
+        ("AAA", _date(2), 21.0),
+        ("BBB", _date(2), 21.0),
+    ]
+    # Each build names its own commit; the first version stays readable by time travel.
+    second = json.loads(result.stdout)
+    assert all(b["snapshot_id"] > a["snapshot_id"] for a, b in zip(first, second, strict=True))
+    old = next(b["snapshot_id"] for b in first if b["feature_name"] == "double_price")
+    conn = open_test_lake(lake, read_only=True)
+    try:
+        assert conn.execute(
+            f"SELECT count(*), max(double_price) FROM features.double_price AT (VERSION => {old})"
+        ).fetchone() == (6, 24.0)
+    finally:
+        conn.close()
+
+
+def test_republish_with_other_columns_recreates_the_table(project):
+    folder, lake, env = project
+    assert materialize(env).exit_code == 0
+    folder.write(
+        base_definition(
+            version="2.0.0",
+            data_type="integer",
+            changelog="Whole prices",
+            transformation={
+                "code": "SELECT symbol, date, CAST(close AS INTEGER) AS close_price FROM raw.prices"
+            },
+        )
+    )
+    folder.write(
+        child(
+            transformation={
+                "code": "SELECT symbol, date, close_price * 2.0"
+                " AS double_price FROM features.close_price"
+            }
+        )
+    )
+    result = materialize(env, "--json")
+    assert result.exit_code == 0, result.output
+    conn = open_test_lake(lake, read_only=True)
+    try:
+        for table in ("features.close_price", "_latest.close_price"):
+            kind = conn.execute(f"SELECT typeof(close_price) FROM {table} LIMIT 1").fetchone()
+            assert kind == ("INTEGER",), table
+    finally:
+        conn.close()
+    assert table_rows(lake, "features.close_price")[0] == ("AAA", _date(1), 10)
