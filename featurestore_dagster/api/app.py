@@ -16,6 +16,8 @@ from featurestore_dagster.api import features, history
 from featurestore_dagster.api.auth import TokenTable, is_loopback_client, load_tokens
 from featurestore_dagster.api.deps import ReadAccess
 from featurestore_dagster.api.errors import install_error_handlers
+from featurestore_dagster.api.feature_responses import FeatureResponses
+from featurestore_dagster.api.features import public, rendered
 from featurestore_dagster.api.schemas import ErrorBody, Health
 from featurestore_dagster.api.served import ServedStore, relaxed_graph
 from featurestore_dagster.api.usage_writer import UsageWriter
@@ -169,6 +171,9 @@ def create_app(
     app.state.store = store
     app.state.tokens = tokens
     app.state.usage_writer = UsageWriter(store)
+    app.state.feature_responses = FeatureResponses(
+        store, lambda info: rendered(public(info, store))
+    )
     install_error_handlers(app, store.settings.definitions_path)
     app.include_router(features.router, prefix=API_PREFIX, responses=COMMON_RESPONSES)
     app.include_router(history.router, prefix=API_PREFIX, responses=COMMON_RESPONSES)

@@ -11,10 +11,12 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from featurestore_dagster.api.deps import NamePath, ReadAccess, Store, WriteAccess
 from featurestore_dagster.api.errors import ApiError
+from featurestore_dagster.api.feature_responses import FeatureResponses
 from featurestore_dagster.api.schemas import ErrorBody, FeatureList, FeatureUpdate
 from featurestore_dagster.definitions.models import FeatureDefinition, FeatureStatus, FeatureType
 from featurestore_dagster.errors import TransitionError
@@ -65,11 +67,15 @@ def _matches(header: str | None, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
-def feature_response(info: FeatureInfo, code: int = 200) -> Response:
+def rendered(info: FeatureInfo) -> tuple[bytes, str]:
+    """The JSON body of ``info`` and its ETag."""
     body = info.model_dump_json().encode()
-    return Response(
-        body, status_code=code, media_type="application/json", headers={"ETag": etag_of(body)}
-    )
+    return body, etag_of(body)
+
+
+def feature_response(info: FeatureInfo, code: int = 200) -> Response:
+    body, etag = rendered(info)
+    return Response(body, status_code=code, media_type="application/json", headers={"ETag": etag})
 
 
 @router.post(
@@ -135,15 +141,19 @@ def list_features(
     dependencies=[ReadAccess],
     summary="One feature (as get_feature), with an ETag",
 )
-def get_feature(
+async def get_feature(
     name: NamePath,
-    store: Store,
+    request: Request,
     if_none_match: Annotated[str | None, Header(max_length=1000)] = None,
 ) -> Response:
-    response = feature_response(public(store.get_feature(name), store))
-    if _matches(if_none_match, response.headers["ETag"]):
-        return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
-    return response
+    answers: FeatureResponses = request.app.state.feature_responses
+    # A kept answer is a marker read and a dictionary probe: no hop to the thread pool.
+    answer = answers.kept(name) if answers.local else None
+    if answer is None:
+        answer = await run_in_threadpool(answers.answer, name)
+    if _matches(if_none_match, answer.etag):
+        return Response(status_code=304, headers={"ETag": answer.etag})
+    return Response(answer.body, media_type="application/json", headers={"ETag": answer.etag})
 
 
 @router.put(

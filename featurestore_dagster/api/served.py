@@ -52,6 +52,9 @@ class ServedStore(FeatureStore):
         super().__init__(*args, **kwargs)
         self._served: tuple[float, int, FeatureGraph] | None = None
         self._served_lock = threading.Lock()
+        # Wall time (epoch seconds) just before the served graph last looked at the files:
+        # it holds every definition written before then.
+        self.graph_checked_at = 0.0
         self.marker_path = self.settings.cache_path.parent / "served_generation"
 
     def _generation(self) -> int:
@@ -84,7 +87,9 @@ class ServedStore(FeatureStore):
             if relaxed and self._usable(self._served, generation):
                 return self._served[2]
             generation = self._generation()
+            checked_at = time.time()
             graph = FeatureStore.graph.fget(self)
+            self.graph_checked_at = checked_at
             self._served = (time.monotonic(), generation, graph)
             return graph
 
