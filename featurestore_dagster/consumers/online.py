@@ -83,6 +83,13 @@ def entity_table(entity_rows: Any) -> pa.Table:
     return table
 
 
+# A lookup of at most this many entities probes a dictionary of one key (built on first use,
+# for latest tables up to DICT_INDEX_ROWS rows): pyarrow.compute.index_in hashes the whole
+# stored key column on every call (~50 us at 1,000 entities, most of a small lookup).
+SMALL_LOOKUP_ROWS = 64
+DICT_INDEX_ROWS = 200_000
+
+
 @dataclass
 class _Latest:
     """One feature's latest table in memory, with a hash index from entity key to row."""
@@ -90,6 +97,19 @@ class _Latest:
     stamp: Any
     table: pa.Table
     index: dict | None  # key tuple -> row (several keys); {} for one key; None: global
+    keys: tuple[str, ...] = ()
+
+    def single_index(self) -> dict:
+        """Key -> row for a feature of one key (built once, on first use)."""
+        if not self.index:
+            self.index = _key_index(self.table, self.keys)
+        return self.index
+
+
+def _key_index(table: pa.Table, keys: Sequence[str]) -> dict:
+    values = [table[k].to_pylist() for k in keys]
+    keys_of = values[0] if len(values) == 1 else zip(*values, strict=True)
+    return {key: row for row, key in enumerate(keys_of)}
 
 
 def _key_family(arrow_type: pa.DataType) -> str:
@@ -243,14 +263,13 @@ class LatestCache:
                     f"feature '{name}' has no published data to read ({first}); materialize it"
                 ) from None
         table = table.combine_chunks()
+        keys = tuple(definition.entity_columns)
         index = None
-        if len(definition.entity_columns) == 1:
-            index = {}  # looked up with pyarrow.compute.index_in instead
-        elif definition.entity_columns:
-            values = [table[k].to_pylist() for k in definition.entity_columns]
-            keys_of = values[0] if len(values) == 1 else list(zip(*values, strict=True))
-            index = {key: row for row, key in enumerate(keys_of)}
-        self._loaded[name] = _Latest(stamp, table, index)
+        if len(keys) == 1:
+            index = {}  # index_in, or single_index() for small lookups
+        elif keys:
+            index = _key_index(table, keys)
+        self._loaded[name] = _Latest(stamp, table, index, keys)
         return self._loaded[name]
 
 
@@ -272,8 +291,10 @@ def _lookup(entities: pa.Table, definitions, latest: dict[str, _Latest], ttls, n
         keys = tuple(definition.entity_columns)
         if item.index is None:
             rows = [0 if item.table.num_rows else None] * entities.num_rows
-        elif len(keys) == 1:
-            # One key: Arrow's hash lookup, vectorized (null where the entity is unknown).
+        elif len(keys) == 1 and (
+            entities.num_rows > SMALL_LOOKUP_ROWS or item.table.num_rows > DICT_INDEX_ROWS
+        ):
+            # One key, many entities: Arrow's hash lookup, vectorized (null where unknown).
             stored = item.table[keys[0]]
             given = entities[keys[0]]
             if given.type != stored.type:
@@ -285,7 +306,7 @@ def _lookup(entities: pa.Table, definitions, latest: dict[str, _Latest], ttls, n
                 values = [entities[k].to_pylist() for k in keys]
                 joined = values[0] if len(values) == 1 else list(zip(*values, strict=True))
                 keys_cache[keys] = joined
-            index = item.index
+            index = item.single_index() if len(keys) == 1 else item.index
             rows = [index.get(k) for k in keys_cache[keys]]
         if rows is not None:
             positions = pa.array(rows, type=pa.int64())

@@ -73,3 +73,23 @@ def test_a_new_commit_is_seen_by_the_next_lookup(published):
             " WHERE symbol = 'AAA'"
         )
         conn.close()
+
+
+def test_small_and_large_lookups_agree(published):
+    """Up to SMALL_LOOKUP_ROWS entities probe a dictionary, more use Arrow's index_in:
+    the same entities (known, unknown, repeated, null) give the same rows either way."""
+    from featurestore_dagster.consumers.online import SMALL_LOOKUP_ROWS
+
+    store = published.store()
+    symbols = ["AAA", "ZZZ", "BBB", None, "AAA"] * (SMALL_LOOKUP_ROWS // 5 + 2)
+    assert len(symbols) > SMALL_LOOKUP_ROWS
+    large = store.get_online_features([{"symbol": s} for s in symbols], ["close_price"])
+    small = [
+        row
+        for start in range(0, len(symbols), 5)
+        for row in store.get_online_features(
+            [{"symbol": s} for s in symbols[start : start + 5]], ["close_price"]
+        ).to_dict()
+    ]
+    assert small == large.to_dict()
+    assert [r["close_price"] for r in small[:5]] == [1290.0, None, 2280.0, None, 1290.0]
