@@ -7,6 +7,7 @@ from the environment the command set).
 
 from __future__ import annotations
 
+import gc
 import os
 
 from fastapi import FastAPI, HTTPException
@@ -33,6 +34,7 @@ SPINE_PATH = f"{API_PREFIX}/training-sets"
 SPINE_FACTOR = 32
 ENV_ANONYMOUS_READ = "FEATURESTORE_API_ANONYMOUS_READ"
 ENV_MAX_BODY_BYTES = "FEATURESTORE_API_MAX_BODY_BYTES"
+GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (Python's default: 700)
 # Answers any route may give (besides its own).
 COMMON_RESPONSES = {
     400: {"model": ErrorBody, "description": "The body is not UTF-8 JSON"},
@@ -205,4 +207,21 @@ def app_from_environment() -> FastAPI:
     """The application of ``featurestore serve``: store and tokens from the environment."""
     anonymous = os.environ.get(ENV_ANONYMOUS_READ, "") in {"1", "true", "yes"}
     limit = int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES)
-    return create_app(ServedStore(), load_tokens(anonymous_read=anonymous), max_body_bytes=limit)
+    app = create_app(ServedStore(), load_tokens(anonymous_read=anonymous), max_body_bytes=limit)
+    quiet_garbage_collector()
+    return app
+
+
+def quiet_garbage_collector() -> None:
+    """Keep the cyclic garbage collector's pauses short in a worker.
+
+    After start-up a worker holds ~150,000 objects (FastAPI, Dagster's modules, the graph);
+    a full collection walks all of them (~50 ms, up to ~130 ms seen while answering), a pause
+    every request in flight waits for. They live as long as the process: ``gc.freeze()`` moves
+    them out of the collector's sight. A larger first-generation threshold then trades ~1,000
+    collections of up to ~1 ms for ~50 of up to ~3.5 ms per 4,000 requests (less time in all),
+    and the older generations are collected rarely (most of a request's garbage is freed by
+    reference counting, not by the collector)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 50)

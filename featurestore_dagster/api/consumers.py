@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import pyarrow as pa
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, Field, StringConstraints
+from starlette.concurrency import run_in_threadpool
 
 from featurestore_dagster.api.deps import ReadAccess, Store, WriteAccess
 from featurestore_dagster.api.errors import ApiError
@@ -32,6 +33,7 @@ MANIFEST_HEADER = "X-Featurestore-Manifest"
 ID_HEADER = "X-Featurestore-Training-Set-Id"
 MAX_SPINE_ROWS = 1_000_000
 MAX_ENTITY_ROWS = 10_000
+INLINE_LOOKUP_CELLS = 256  # entity rows x features answered on the event loop at most
 
 Column = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, max_length=63)]
 FeatureRequest = Annotated[
@@ -228,11 +230,20 @@ def training_set(
     dependencies=[ReadAccess],
     summary="Latest value (and its time) of each feature per entity row",
 )
-def online_features(
+async def online_features(
     request: OnlineRequest,
     store: Store,
     accept: Annotated[str | None, Header(max_length=1000)] = None,
 ) -> Response:
+    # A small lookup whose latest tables are in memory is answered on the event loop (a
+    # fraction of a millisecond, no hop to the thread pool); others in the thread pool.
+    cells = len(request.entity_rows) * len(request.features)
+    if cells <= INLINE_LOOKUP_CELLS and store.latest_values_in_memory(request.features):
+        return _online_features(request, store, accept)
+    return await run_in_threadpool(_online_features, request, store, accept)
+
+
+def _online_features(request: OnlineRequest, store, accept: str | None) -> Response:
     try:
         entities = pa.Table.from_pylist(request.entity_rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:

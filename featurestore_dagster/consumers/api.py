@@ -219,6 +219,12 @@ class ConsumerAPI:
             raise TrainingSetError(f"no training set with id '{training_set_id}'")
         return stored
 
+    def latest_values_in_memory(self, features: Iterable[str]) -> bool:
+        """Whether ``get_online_features`` for ``features`` would answer from memory now,
+        without reading the lake (a server may then answer on its event loop)."""
+        cache = self.__dict__.get("_latest_cache")
+        return cache is not None and cache.in_memory(list(features))
+
     def get_online_features(
         self, entity_rows: Any, features: Iterable[str] | str, ttl: Any = None
     ) -> OnlineFeatures:

@@ -193,6 +193,16 @@ class LatestCache:
                 self._reader.close()
                 self._reader = None
 
+    def in_memory(self, names: Sequence[str]) -> bool:
+        """Whether a lookup of ``names`` now would read nothing from the lake: each one's
+        latest table is loaded at the snapshot the catalog still has (catalogs with a cheap
+        probe only; a guess without the lock, which ``lookup`` checks again)."""
+        seen = self._seen
+        if self._signature is None or seen is None or self._signature() != seen[0]:
+            return False
+        loaded = self._loaded
+        return all(n in loaded and loaded[n].stamp == seen[1] for n in names)
+
     def lookup(
         self,
         entities: pa.Table,
