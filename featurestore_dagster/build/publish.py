@@ -329,13 +329,9 @@ class FeatureBuilder:
         DDL made a build of N features cost O(N^2); a republish is DML.
         """
         target = quote_table(table)
-        current = _columns(self.conn, CATALOG, table)
+        current = _columns(self.conn, target)
         if current:
-            if like is not None:
-                wanted = _columns(self.conn, STAGING, like.split(".", 1)[1])
-            else:
-                described = self.conn.execute(f"DESCRIBE {select}").fetchall()
-                wanted = [(name, kind) for name, kind, *_ in described]
+            wanted = _columns(self.conn, quote_table(like) if like is not None else select)
             if wanted == current:
                 self.conn.execute(f"DELETE FROM {target}")
                 self.conn.execute(f"INSERT INTO {target} {select}")
@@ -459,17 +455,18 @@ class FeatureBuilder:
                 )
 
 
-def _columns(conn: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple]:
-    """(name, type) of each column of ``database``'s ``schema.table``, in order ([]: none).
+def _columns(conn: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:
+    """(name, type) of each column of ``relation`` (a table or a query), in order; [] when no
+    such table exists.
 
-    Read from the connection's catalog (the transaction's snapshot): no lake round trip."""
-    schema, name = table.split(".")
-    return conn.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ?"
-        " AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?)"
-        " ORDER BY column_index",
-        [database, schema, name],
-    ).fetchall()
+    DESCRIBE binds one name in the transaction's snapshot (constant time; listing
+    ``duckdb_columns()`` grows with the catalog), and a missing table does not abort the
+    transaction."""
+    try:
+        described = conn.execute(f"DESCRIBE {relation}").fetchall()
+    except duckdb.CatalogException:
+        return []
+    return [(name, kind) for name, kind, *_ in described]
 
 
 def _first_line(error: BaseException) -> str:
