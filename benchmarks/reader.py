@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from materialize import ROOT, generate_prices, write_definitions  # noqa: E402
 
@@ -59,7 +61,11 @@ print(json.dumps(timings))
 def load_prices(env: dict[str, str], workdir: Path, rows: int) -> None:
     """Generate the prices into a DuckDB file, then copy them into the lake as raw.prices."""
     source = workdir / "prices.duckdb"
-    generate_prices(source, rows)
+    conn = duckdb.connect(str(source))
+    try:
+        generate_prices(conn, rows)
+    finally:
+        conn.close()
     script = (
         "from featurestore_dagster.config import Settings\n"
         "from featurestore_dagster.storage.lake import open_lake\n"

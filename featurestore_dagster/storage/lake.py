@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import random
 import time
@@ -131,6 +132,7 @@ def open_lake(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPy
         open_lake(settings).close()  # an empty lake, so readers get "no such table" later
     if not read_only:
         _prepare_writable(settings)
+        _sqlite_catalog_in_wal_mode(settings)
     config = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
@@ -209,6 +211,27 @@ def _prepare_writable(settings: Settings) -> None:
             f"the lake data folder {settings.lake_data} is not writable:"
             f" {error.strerror or error} (set FEATURESTORE_LAKE_DATA / lake_data)"
         ) from None
+
+
+def _sqlite_catalog_in_wal_mode(settings: Settings) -> None:
+    """Put a SQLite catalog in WAL mode (once; the mode is kept in the file).
+
+    In SQLite's default rollback-journal mode a reader's catalog lookup waits while a writer
+    commits (the busy handler sleeps up to 100 ms a try): readers of the lake stalled for up to
+    a second during builds. In WAL mode readers never wait for the writer. A catalog that does
+    not exist yet is created here, empty and in WAL mode; DuckLake fills it at ATTACH.
+    """
+    if catalog_kind(settings.lake_catalog) != "sqlite":
+        return
+    import sqlite3
+
+    path = settings.lake_catalog[len("sqlite:") :]
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as catalog:
+            if catalog.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                catalog.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.Error:
+        pass  # another process holds it right now; a later open switches it
 
 
 def _attach_failure(settings: Settings, error: duckdb.Error) -> str:
@@ -371,7 +394,7 @@ def lock_build_connection(
     directories.append(_data_path(settings))
     if catalog_kind(settings.lake_catalog) == "sqlite":
         catalog_file = settings.lake_catalog[len("sqlite:") :]
-        paths += [catalog_file, f"{catalog_file}-wal", f"{catalog_file}-journal"]
+        paths += [catalog_file, *(f"{catalog_file}-{s}" for s in ("wal", "shm", "journal"))]
     lock_down(conn, allowed_directories=directories, allowed_paths=paths)
 
 

@@ -4,6 +4,7 @@ values, attached DuckDB files, settings and faults."""
 from __future__ import annotations
 
 import json
+import os
 
 import duckdb
 import pytest
@@ -197,3 +198,53 @@ def test_lake_connections_draw_no_progress_bar_on_stdout(lake_env, read_only):
     finally:
         conn.close()
     assert setting is False
+
+
+def test_sqlite_catalog_readers_never_wait_for_a_writer(tmp_path, monkeypatch):
+    # In SQLite's default journal mode a reader's catalog lookup waits (busy handler, up to the
+    # 60 s META_BUSY_TIMEOUT) while a writer commits: readers stalled up to ~1 s a build. The
+    # catalog is kept in WAL mode, where no lock a writer holds stops a reader.
+    import sqlite3
+    import subprocess
+    import sys
+
+    catalog = tmp_path / "lake.sqlite"
+    env = {
+        "FEATURESTORE_DEFINITIONS": str(tmp_path / "feature_definitions"),
+        "FEATURESTORE_REGISTRY_URL": f"sqlite:///{tmp_path / 'registry.db'}",
+        "FEATURESTORE_LAKE_CATALOG": f"sqlite:{catalog}",
+        "FEATURESTORE_LAKE_DATA": str(tmp_path / "lake"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    seed(env)
+    assert sqlite3.connect(catalog).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    writer = sqlite3.connect(catalog, isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")  # what a committing writer holds in journal mode
+    try:
+        reader = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from tests.conftest import open_test_lake; import os;"
+                " c = open_test_lake(dict(os.environ), read_only=True);"
+                " print(c.execute('SELECT count(*) FROM raw.prices').fetchone()[0])",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=40,  # journal mode: blocked until the 60 s busy timeout, then an error
+            env={**os.environ, **env},
+        )
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert reader.returncode == 0, reader.stderr
+    assert reader.stdout.split() == ["6"]
+
+
+def test_a_read_only_open_works_with_no_wal_files_left(lake_env):
+    # The last connection to a WAL database removes its -wal and -shm files; a read-only
+    # connection must still open the lake afterwards (SQLite recreates the index).
+    seed(lake_env)
+    assert rows(lake_env, "SELECT count(*) FROM raw.prices") == [(6,)]
