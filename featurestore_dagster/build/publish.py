@@ -1,12 +1,22 @@
 """Write-audit-publish into the lake, independent of Dagster.
 
-For each feature: build into a staging table that only this connection sees (an in-memory
-catalog of the build connection, spilled to disk when large), audit it with every check, then in
-ONE lake transaction either publish it (replace the live table and its ``_latest.<feature>``
-table) or reject it (rows copied to ``_rejected.<feature>``, the live table untouched). Another
-process never sees a staging table or a half-published feature: it reads the last committed
-snapshot. The audit runs outside the transaction because a failing ``custom_sql`` statement
-would abort it.
+A SQL transformation of an unpartitioned feature is built straight into the lake, in ONE lake
+transaction: the live table is replaced (DELETE + INSERT when its columns are unchanged, else
+DROP + CREATE), audited there (uncommitted rows are seen by this connection only), and when
+every blocking check passes its ``_latest.<feature>`` table is replaced and the transaction
+commits. Otherwise it rolls back, leaving the live table as it was, and the feature is redone
+the staging way below: a rejection copies its rows to ``_rejected.<feature>``, and a statement
+that failed inside the transaction (a ``custom_sql`` check erroring at run time aborts it)
+gives exactly the result the staging way gives. This skips materializing every row in memory
+and copying it into Parquet at publish.
+
+The staging way (python transformations, partition runs, ``check``, and the cases above):
+build into a staging table that only this connection sees (an in-memory catalog of the build
+connection, spilled to disk when large), audit it with every check outside any transaction,
+then in ONE lake transaction either publish it (replace the live table and its
+``_latest.<feature>`` table) or reject it (rows copied to ``_rejected.<feature>``, the live
+table untouched). Either way another process never sees a staging table or a half-published
+feature: it reads the last committed snapshot.
 
 With ``discard=True`` (``featurestore check``) nothing is written to the lake: each feature is
 built and audited in a connection-local overlay where downstream features read the staged
@@ -31,7 +41,12 @@ import duckdb
 
 from featurestore_dagster.build.checks import CheckOutcome, TableProfile, evaluate_checks
 from featurestore_dagster.build.partitions import BuildWindow
-from featurestore_dagster.build.transformations import build_into, render_sql
+from featurestore_dagster.build.sandbox import execute_one
+from featurestore_dagster.build.transformations import (
+    build_into,
+    render_sql,
+    transformation_sql,
+)
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import (
     LATEST_SCHEMA,
@@ -39,6 +54,7 @@ from featurestore_dagster.definitions.models import (
     STAGING_PREFIX,
     FeatureDefinition,
     FeatureStatus,
+    TransformationType,
 )
 from featurestore_dagster.definitions.sql import quote_identifier, quote_table
 from featurestore_dagster.storage.lake import (
@@ -213,6 +229,11 @@ class FeatureBuilder:
             window = None
         started = time.perf_counter()
         self._warn_deprecated(definition)
+        if self._builds_directly(definition, window):
+            published = self._build_directly(definition)
+            if published is not None:
+                published.seconds = time.perf_counter() - started
+                return published
         staging = staging_table(definition)
         result = FeatureBuild(
             definition.feature_name,
@@ -272,6 +293,57 @@ class FeatureBuilder:
         finally:
             self._drop(staging)
         result.seconds = time.perf_counter() - started
+        return result
+
+    def _builds_directly(self, definition: FeatureDefinition, window: BuildWindow | None) -> bool:
+        return (
+            not self.discard
+            and window is None
+            and definition.transformation.transformation_type == TransformationType.SQL
+        )
+
+    def _build_directly(self, definition: FeatureDefinition) -> FeatureBuild | None:
+        """Build, audit and publish straight into the live table in one lake transaction.
+
+        None when the feature was not published (a blocking check failed, or any statement
+        failed): the transaction was rolled back, nothing changed, and the caller redoes the
+        feature the staging way, which rejects it or reports the failure exactly as always.
+        """
+        result = FeatureBuild(
+            definition.feature_name,
+            definition.version,
+            definition.table_name,
+            BuildStatus.PUBLISHED,
+        )
+        try:
+            self._require_sources(definition)
+            sql = transformation_sql(definition)
+            proof = self._unique_key_proof(definition)
+            self._ensure_schema(definition.table_name.split(".")[0])
+            self._ensure_schema(LATEST_SCHEMA)
+        except Exception:  # the staging way reports it
+            return None
+        live = quote_table(definition.table_name)
+        token = uuid.uuid4().hex
+
+        def publish() -> None:
+            self._replace(definition.table_name, sql)
+            checks, profile = evaluate_checks(
+                self.conn, definition, live, now=self.now, unique_key_proof=proof
+            )
+            # A check statement that failed (custom_sql) aborted the transaction: this raises.
+            self.conn.execute("SELECT 1").fetchall()
+            if any(c.blocking and not c.passed for c in checks):
+                raise _NotPublished
+            result.checks, result.profile, result.rows = checks, profile, profile.row_count
+            self._replace(latest_table(definition), latest_values_sql(definition, live))
+            self._commit_message(definition, result, "published", token)
+
+        try:
+            result.snapshot_id = self._commit(publish, token)
+        except Exception:  # _NotPublished, user SQL, a check, the lake: rolled back
+            return None
+        self._published.add(definition.feature_name)
         return result
 
     def _unique_key_proof(self, definition: FeatureDefinition):
@@ -334,10 +406,10 @@ class FeatureBuilder:
             wanted = _columns(self.conn, quote_table(like) if like is not None else select)
             if wanted == current:
                 self.conn.execute(f"DELETE FROM {target}")
-                self.conn.execute(f"INSERT INTO {target} {select}")
+                execute_one(self.conn, f"INSERT INTO {target} {select}")
                 return
             self.conn.execute(f"DROP TABLE {target}")
-        self.conn.execute(f"CREATE TABLE {target} AS {select}")
+        execute_one(self.conn, f"CREATE TABLE {target} AS {select}")
 
     def _reject(self, definition: FeatureDefinition, staging: str, result: FeatureBuild) -> int:
         """Keep the rejected rows inspectable in ``_rejected.<feature>``; live table untouched."""
@@ -463,10 +535,14 @@ def _columns(conn: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, 
     ``duckdb_columns()`` grows with the catalog), and a missing table does not abort the
     transaction."""
     try:
-        described = conn.execute(f"DESCRIBE {relation}").fetchall()
+        described = execute_one(conn, f"DESCRIBE {relation}").fetchall()
     except duckdb.CatalogException:
         return []
     return [(name, kind) for name, kind, *_ in described]
+
+
+class _NotPublished(Exception):
+    """A blocking check failed in the direct build: roll its transaction back."""
 
 
 def _first_line(error: BaseException) -> str:

@@ -186,6 +186,21 @@ def ensure_importable_root(root) -> None:
         sys.path.insert(0, text)
 
 
+def transformation_sql(
+    definition: FeatureDefinition,
+    window: BuildWindow | None = None,
+    upstream_time_columns: Mapping[str, str] | None = None,
+) -> str:
+    """The SELECT a SQL transformation runs (only ``window``'s rows of a partitioned one),
+    checked to be one SELECT by DuckDB's own parser before it is pasted into a statement."""
+    sql = render_sql(definition, window)
+    if window is not None:
+        check_one_select(sql)  # the user's text, before it is parsed and rewritten
+        sql = windowed_sql(sql, definition, window, upstream_time_columns or {})
+    check_one_select(sql)
+    return sql
+
+
 def build_into(
     conn,
     definition: FeatureDefinition,
@@ -208,11 +223,7 @@ def build_into(
     """
     quoted = quote_table(target)
     if definition.transformation.transformation_type == TransformationType.SQL:
-        sql = render_sql(definition, window)
-        if window is not None:
-            check_one_select(sql)  # the user's text, before it is parsed and rewritten
-            sql = windowed_sql(sql, definition, window, upstream_time_columns or {})
-        check_one_select(sql)  # DuckDB's own parser: one SELECT, checked before pasting it in
+        sql = transformation_sql(definition, window, upstream_time_columns)
         execute_one(conn, f"CREATE OR REPLACE TABLE {quoted} AS {sql}")
         return
     function = import_transformation(definition.transformation.code)

@@ -308,7 +308,8 @@ def test_republish_with_same_columns_swaps_rows_without_a_schema_change(project)
 
 def test_republish_with_other_columns_recreates_the_table(project):
     folder, lake, env = project
-    assert materialize(env).exit_code == 0
+    first = json.loads(materialize(env, "--json").stdout)
+    schema_before, _ = lake_state(lake)
     folder.write(
         base_definition(
             version="2.0.0",
@@ -337,3 +338,90 @@ def test_republish_with_other_columns_recreates_the_table(project):
     finally:
         conn.close()
     assert table_rows(lake, "features.close_price")[0] == ("AAA", _date(1), 10)
+    # Built straight into the lake by CREATE TABLE AS (a schema change); the old version,
+    # other columns and all, stays readable by time travel.
+    assert lake_state(lake)[0] > schema_before
+    old = first[0]["snapshot_id"]
+    conn = open_test_lake(lake, read_only=True)
+    try:
+        assert conn.execute(
+            f"SELECT DISTINCT typeof(close_price) FROM features.close_price AT (VERSION => {old})"
+        ).fetchall() == [("DOUBLE",)]
+    finally:
+        conn.close()
+
+
+def test_rejection_after_a_direct_build_leaves_live_and_latest_untouched(project):
+    """The direct build wrote into the live table inside its transaction; the failed check
+    rolls it back, and the staging way fills _rejected in the only new commit."""
+    _, lake, env = project
+    assert materialize(env).exit_code == 0
+    before = {t: table_digest(lake, t) for t in ("features.close_price", "_latest.close_price")}
+    seed_prices(lake, rows=((1, 10.0), (2, -5.0), (3, 12.0), (4, 13.0)))
+    _, seeded = lake_state(lake)
+    result = materialize(env, "--json")
+    assert result.exit_code == 1
+    build = json.loads(result.stdout)[0]
+    assert build["status"] == "rejected" and build["rows"] == 8
+    assert {t: table_digest(lake, t) for t in before} == before
+    assert len(table_rows(lake, "_rejected.close_price")) == 8
+    # Nothing of the rolled-back direct build was committed: the one commit that changed a
+    # table since the new raw data is the rejection's.
+    conn = open_test_lake(lake, read_only=True)
+    try:
+        commits = conn.execute(
+            "SELECT snapshot_id, commit_message FROM featurestore.snapshots()"
+            " WHERE snapshot_id > ? AND NOT map_contains(changes, 'schemas_created')"
+            " ORDER BY snapshot_id",
+            [seeded],
+        ).fetchall()
+    finally:
+        conn.close()
+    assert commits == [(build["snapshot_id"], "rejected close_price 1.0.0")]
+
+
+RUNTIME_ERROR_RULE = {
+    "rule_type": "custom_sql",
+    "parameters": {"sql": "SELECT * FROM {{ table }} WHERE CAST(symbol AS INTEGER) > 0"},
+}
+
+
+@pytest.mark.parametrize("blocking", [False, True])
+def test_custom_sql_failing_at_run_time_gives_the_staging_result(project, blocking):
+    """A check statement that fails aborts the direct build's transaction: the feature is
+    redone the staging way, and reports exactly what that way reports."""
+    folder, lake, env = project
+    assert materialize(env).exit_code == 0
+    before = table_digest(lake, "features.close_price")
+    folder.write(
+        base_definition(validation_rules=[{**RUNTIME_ERROR_RULE, "is_blocking": blocking}])
+    )
+    seed_prices(lake, rows=((1, 20.0), (2, 21.0)))
+    result = materialize(env, "--json")
+    builds = {b["feature_name"]: b for b in json.loads(result.stdout)}
+    build = builds["close_price"]
+    failed = [c for c in build["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["custom_sql"]
+    assert "Could not convert string 'AAA'" in failed[0]["metadata"]["error"]
+    assert build["rows"] == 4
+    if blocking:
+        assert result.exit_code == 1
+        assert build["status"] == "rejected" and builds["double_price"]["status"] == "skipped"
+        assert table_digest(lake, "features.close_price") == before
+        assert len(table_rows(lake, "_rejected.close_price")) == 4
+    else:
+        assert result.exit_code == 0, result.output
+        assert build["status"] == "published" and builds["double_price"]["status"] == "published"
+        assert table_rows(lake, "_latest.close_price") == [
+            ("AAA", _date(2), 21.0),
+            ("BBB", _date(2), 21.0),
+        ]
+        assert max(r[2] for r in table_rows(lake, "features.double_price")) == 42.0
+    # What `check` (always the staging way, nothing written) reports for the same rule.
+    checked = runner.invoke(app, ["check", "--json"], env=env)
+    checked_builds = json.loads(checked.stdout)["features"]
+    staged = next(b for b in checked_builds if b["feature_name"] == "close_price")
+    assert [(c["name"], c["passed"]) for c in staged["checks"]] == [
+        (c["name"], c["passed"]) for c in build["checks"]
+    ]
+    assert staged["checks"][-1]["metadata"]["error"] == failed[0]["metadata"]["error"]
