@@ -32,15 +32,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import duckdb
 
-from featurestore_dagster.build.checks import CheckOutcome, TableProfile, evaluate_checks
+from featurestore_dagster.build.checks import evaluate_checks
 from featurestore_dagster.build.partitions import BuildWindow
+from featurestore_dagster.build.results import BuildStatus, FeatureBuild
 from featurestore_dagster.build.sandbox import execute_one
 from featurestore_dagster.build.transformations import (
     build_into,
@@ -68,49 +67,6 @@ from featurestore_dagster.storage.lake import (
 )
 
 log = logging.getLogger("featurestore")
-
-
-class BuildStatus(StrEnum):
-    PUBLISHED = "published"  # every blocking check passed; the live table was replaced
-    CHECKED = "checked"  # every blocking check passed; discarded unpublished (check)
-    REJECTED = "rejected"  # a blocking check failed; live table kept, rows in _rejected
-    FAILED = "failed"  # the transformation could not run
-    SKIPPED = "skipped"  # an upstream was rejected, failed or skipped in this run
-
-
-@dataclass
-class FeatureBuild:
-    """What happened to one feature in one run."""
-
-    feature_name: str
-    version: str
-    table: str
-    status: BuildStatus
-    rows: int | None = None
-    checks: list[CheckOutcome] = field(default_factory=list)
-    profile: TableProfile | None = None
-    seconds: float = 0.0
-    error: str | None = None
-    rejected_table: str | None = None
-    window: str | None = None  # a partition run: the window built, audited and replaced
-    snapshot_id: int | None = None  # the lake snapshot of the publish (or the rejection)
-    discarded: bool = False  # built and audited by ``check``, never written to the lake
-
-    @property
-    def checks_passed(self) -> int:
-        return sum(1 for c in self.checks if c.passed)
-
-    @property
-    def checks_failed(self) -> int:
-        return sum(1 for c in self.checks if not c.passed)
-
-    @property
-    def failed_blocking(self) -> list[CheckOutcome]:
-        return [c for c in self.checks if c.blocking and not c.passed]
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (BuildStatus.PUBLISHED, BuildStatus.CHECKED)
 
 
 def staging_table(definition: FeatureDefinition) -> str:
