@@ -1,4 +1,4 @@
-"""Dagster mapping (SPEC section 3): specs, checks, schedules, status handling."""
+"""Dagster mapping: specs, checks, schedules, status handling."""
 
 from __future__ import annotations
 

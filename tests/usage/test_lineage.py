@@ -1,4 +1,4 @@
-"""Lineage from the one FeatureGraph (SPEC section 6, get_feature_lineage)."""
+"""Lineage from the one FeatureGraph (get_feature_lineage)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Usage recording, history and statistics (SPEC sections 5 and 6) on SQLite and PostgreSQL."""
+"""Usage recording, history and statistics on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
