@@ -48,13 +48,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from floor_lake import lake_info  # noqa: E402
+
 from featurestore_dagster.config import Settings  # noqa: E402
-from featurestore_dagster.storage.lake import (  # noqa: E402
-    attach_statement,
-    catalog_kind,
-    extension_path,
-    open_lake,
-)
+from featurestore_dagster.storage.lake import open_lake  # noqa: E402
 
 SIDES = ("file", "lake", "dagster", "featurestore", "multiprocess")
 MULTIPROCESS_STEP = 16
@@ -238,15 +235,12 @@ from featurestore_dagster.build.checks import evaluate_checks
 plan = pickle.loads(open({plan!r}, "rb").read())
 LAKE = {lake!r}
 if LAKE:
-    conn = duckdb.connect(config={{"autoinstall_known_extensions": False,
-                                   "autoload_known_extensions": False}})
-    for path in LAKE["extensions"]:
-        conn.execute(f"LOAD '{{path}}'")
-    conn.execute(LAKE["attach"])
-    conn.execute("USE featurestore")
+    sys.path.insert(0, {root!r} + "/benchmarks")
+    from floor_lake import connect
+    conn = connect(LAKE)
 else:
     conn = duckdb.connect({db!r})
-conn.execute("CREATE SCHEMA IF NOT EXISTS features")
+    conn.execute("CREATE SCHEMA IF NOT EXISTS features")
 for quoted, _table, sql, definition, _checks, _upstream, proof in plan:
     if LAKE:
         conn.execute("BEGIN TRANSACTION")
@@ -262,10 +256,11 @@ conn.close()
 # specs (asset keys, deps, check specs) and results (materialization metadata, check results).
 DAGSTER = """
 import pickle, sys
-sys.path.insert(0, {root!r})
+sys.path[:0] = [{root!r}, {root!r} + "/benchmarks"]
 import dagster as dg
 import duckdb
 from featurestore_dagster.build.checks import evaluate_checks
+from floor_lake import connect
 plan = pickle.loads(open({plan!r}, "rb").read())
 LAKE = {lake!r}
 
@@ -279,13 +274,7 @@ checks = [dg.AssetCheckSpec(name, asset=key(t), blocking=blocking)
 
 @dg.multi_asset(name="build_features", specs=specs, check_specs=checks, can_subset=True)
 def build(context):
-    conn = duckdb.connect(config={{"autoinstall_known_extensions": False,
-                                   "autoload_known_extensions": False}})
-    for path in LAKE["extensions"]:
-        conn.execute(f"LOAD '{{path}}'")
-    conn.execute(LAKE["attach"])
-    conn.execute("USE featurestore")
-    conn.execute("CREATE SCHEMA IF NOT EXISTS features")
+    conn = connect(LAKE)
     for quoted, table, sql, definition, _c, _u, proof in plan:
         conn.execute("BEGIN TRANSACTION")
         conn.execute(f"CREATE OR REPLACE TABLE {{quoted}} AS {{sql}}")
@@ -311,15 +300,6 @@ quiet = {{"loggers": {{"console": {{"config": {{"log_level": "CRITICAL"}}}}}}}}
 result = dg.materialize([build, dg.AssetSpec(["raw", "prices"])], run_config=quiet)
 assert result.success
 """
-
-
-def lake_info(settings: Settings) -> dict:
-    """What a floor needs to open the same kind of lake with plain DuckDB."""
-    scanner = f"{catalog_kind(settings.lake_catalog)}_scanner"
-    return {
-        "extensions": [extension_path("ducklake"), extension_path(scanner)],
-        "attach": attach_statement(settings, read_only=False),
-    }
 
 
 def run(command: list[str], env: dict[str, str] | None = None) -> float:

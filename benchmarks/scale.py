@@ -35,15 +35,11 @@ import time
 from pathlib import Path
 
 import yaml
+from floor_lake import lake_info
 
 from featurestore_dagster.config import Settings
 from featurestore_dagster.orchestration.steps import MAX_FEATURES_PER_STEP, STEP_SIZE_ENV
-from featurestore_dagster.storage.lake import (
-    attach_statement,
-    catalog_kind,
-    extension_path,
-    open_lake,
-)
+from featurestore_dagster.storage.lake import open_lake
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW_ROWS = 10_000
@@ -102,8 +98,10 @@ def generate_raw(settings: Settings) -> None:
 
 FLOOR = """
 import json, sys, time
+sys.path.insert(0, {benchmarks!r})
 import dagster as dg
 import duckdb
+from floor_lake import connect
 
 COUNT, STEP, LAKE, PROFILE = {count}, {step}, {lake!r}, {profile!r}
 
@@ -119,13 +117,7 @@ def make_step(index, names):
 
     @dg.multi_asset(name=f"build_{{index}}", specs=specs, check_specs=checks, can_subset=True)
     def build(context):
-        conn = duckdb.connect(config={{"autoinstall_known_extensions": False,
-                                       "autoload_known_extensions": False}})
-        for path in LAKE["extensions"]:
-            conn.execute(f"LOAD '{{path}}'")
-        conn.execute(LAKE["attach"])
-        conn.execute("USE featurestore")
-        conn.execute("CREATE SCHEMA IF NOT EXISTS features")
+        conn = connect(LAKE)
         for key in context.selected_asset_keys:
             name = by_key[key]
             i = int(name[2:]) + 1
@@ -227,11 +219,7 @@ def bench(count: int, args, workdir: Path) -> dict:
     floor_lake = lake_settings(workdir / f"floor_{count}", folder)
     generate_raw(ours_lake)
     generate_raw(floor_lake)
-    scanner = f"{catalog_kind(floor_lake.lake_catalog)}_scanner"
-    floor_info = {
-        "extensions": [extension_path("ducklake"), extension_path(scanner)],
-        "attach": attach_statement(floor_lake, read_only=False),
-    }
+    floor_info = lake_info(floor_lake)
     profile = args.profile
     base = {**os.environ, "FEATURESTORE_BOOTSTRAP": ""}
     base.pop("DAGSTER_HOME", None)
@@ -254,6 +242,7 @@ def bench(count: int, args, workdir: Path) -> dict:
         count=count,
         step=args.step,
         lake=floor_info,
+        benchmarks=str(ROOT / "benchmarks"),
         profile=f"{profile}_floor_{count}.prof" if profile else "",
     )
     floor_env = {**base, **instance_env(args.instance, workdir, f"floor_{count}")}
