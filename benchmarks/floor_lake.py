@@ -1,4 +1,5 @@
-"""How a benchmark's floor opens a lake with plain DuckDB, the same kind as featurestore's.
+"""How a benchmark's floor opens a lake with plain DuckDB, the same kind as featurestore's
+(and the settings of each side's own lake).
 
 The benchmark process computes ``lake_info(settings)`` (the extension files and the ATTACH
 statement featurestore itself would use) and passes it to the floor program, which runs in a
@@ -7,7 +8,21 @@ process of its own and calls ``connect(info)``: plain DuckDB, no featurestore co
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
+
+
+def lake_settings(folder: Path, definitions: Path):
+    """A side's own project: SQLite registry and SQLite-catalog lake under ``folder``."""
+    from featurestore_dagster.config import Settings
+
+    return Settings.load(
+        definitions_path=definitions,
+        registry_url=f"sqlite:///{folder / 'registry.db'}",
+        lake_catalog=f"sqlite:{folder / 'lake.sqlite'}",
+        lake_data=folder / "lake",
+    )
 
 
 def lake_info(settings) -> dict:

@@ -48,7 +48,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from floor_lake import lake_info  # noqa: E402
+from floor_lake import lake_info, lake_settings  # noqa: E402
 
 from featurestore_dagster.config import Settings  # noqa: E402
 from featurestore_dagster.storage.lake import open_lake  # noqa: E402
@@ -178,15 +178,6 @@ def generate_prices(conn: duckdb.DuckDBPyConnection, rows: int) -> None:
                (1000 + hash(i * 104729 + j) % 100000)::BIGINT AS volume
         FROM s CROSS JOIN d
         """
-    )
-
-
-def lake_settings(folder: Path, definitions: Path) -> Settings:
-    return Settings.load(
-        definitions_path=definitions,
-        registry_url=f"sqlite:///{folder / 'registry.db'}",
-        lake_catalog=f"sqlite:{folder / 'lake.sqlite'}",
-        lake_data=folder / "lake",
     )
 
 

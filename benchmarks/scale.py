@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import yaml
-from floor_lake import lake_info
+from floor_lake import lake_info, lake_settings
 
 from featurestore_dagster.config import Settings
 from featurestore_dagster.orchestration.steps import MAX_FEATURES_PER_STEP, STEP_SIZE_ENV
@@ -72,15 +72,6 @@ def write_definitions(folder: Path, count: int) -> None:
         )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "features.yaml").write_text(yaml.safe_dump({"features": features}, sort_keys=False))
-
-
-def lake_settings(folder: Path, definitions: Path) -> Settings:
-    return Settings.load(
-        definitions_path=definitions,
-        registry_url=f"sqlite:///{folder / 'registry.db'}",
-        lake_catalog=f"sqlite:{folder / 'lake.sqlite'}",
-        lake_data=folder / "lake",
-    )
 
 
 def generate_raw(settings: Settings) -> None:
