@@ -82,6 +82,11 @@ def catalog_kind(lake_catalog: str) -> str:
     return "sqlite" if lake_catalog.startswith("sqlite:") else "postgres"
 
 
+def sqlite_catalog_file(lake_catalog: str) -> str:
+    """The file of a ``sqlite:<path>`` catalog."""
+    return lake_catalog[len("sqlite:") :]
+
+
 def ducklake_target(lake_catalog: str) -> str:
     """What follows ``ducklake:`` in the ATTACH string."""
     if catalog_kind(lake_catalog) == "sqlite":
@@ -185,7 +190,7 @@ def attach_file_statement(name: str, path: Path) -> str:
 def lake_exists(settings: Settings) -> bool:
     """False when the catalog was never written (SQLite file missing); True otherwise."""
     if catalog_kind(settings.lake_catalog) == "sqlite":
-        return Path(settings.lake_catalog[len("sqlite:") :]).is_file()
+        return Path(sqlite_catalog_file(settings.lake_catalog)).is_file()
     return True
 
 
@@ -193,7 +198,7 @@ def _prepare_writable(settings: Settings) -> None:
     """Create the catalog's folder and the data folder; prove the data folder is writable."""
     folders = [settings.lake_data]
     if catalog_kind(settings.lake_catalog) == "sqlite":
-        folders.append(Path(settings.lake_catalog[len("sqlite:") :]).parent)
+        folders.append(Path(sqlite_catalog_file(settings.lake_catalog)).parent)
     for folder in folders:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -225,7 +230,7 @@ def _sqlite_catalog_in_wal_mode(settings: Settings) -> None:
         return
     import sqlite3
 
-    path = settings.lake_catalog[len("sqlite:") :]
+    path = sqlite_catalog_file(settings.lake_catalog)
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=60)) as catalog:
             if catalog.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -393,7 +398,7 @@ def lock_build_connection(
     directories, paths = file_source_access(sorted(set(file_sources)))
     directories.append(_data_path(settings))
     if catalog_kind(settings.lake_catalog) == "sqlite":
-        catalog_file = settings.lake_catalog[len("sqlite:") :]
+        catalog_file = sqlite_catalog_file(settings.lake_catalog)
         paths += [catalog_file, *(f"{catalog_file}-{s}" for s in ("wal", "shm", "journal"))]
     lock_down(conn, allowed_directories=directories, allowed_paths=paths)
 
