@@ -41,12 +41,12 @@ from featurestore_dagster.registry import training_sets as ts_sql
 ENV_MEMORY_LIMIT = "FEATURESTORE_MEMORY_LIMIT"
 # A 1,000,000-row spine x 10 features runs at full speed in it (measured: peak RSS 1.90 GB
 # against 2.06 GB unbounded, same time; 1GB spills and costs 15-20%); larger joins spill.
-DEFAULT_MEMORY_LIMIT = "1500MB"
+DEFAULT_MEMORY_LIMIT = "1300MB"
 
 
 def open_reader(settings) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the feature data (the lake, attached as ``featurestore``),
-    its DuckDB memory bounded (``FEATURESTORE_MEMORY_LIMIT``, default 1500MB) and spilling
+    its DuckDB memory bounded (``FEATURESTORE_MEMORY_LIMIT``, default 1300MB) and spilling
     under the store's state folder."""
     from featurestore_dagster.storage.lake import open_lake
 
