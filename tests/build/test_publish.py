@@ -306,6 +306,47 @@ def test_republish_with_same_columns_swaps_rows_without_a_schema_change(project)
         conn.close()
 
 
+def seed_many_prices(lake, rows):
+    """raw.prices with ``rows`` rows (two symbols), loaded in one statement."""
+    conn = open_test_lake(lake)
+    conn.execute(
+        "CREATE OR REPLACE TABLE raw.prices AS SELECT CASE WHEN i % 2 = 0 THEN 'AAA' ELSE 'BBB'"
+        " END AS symbol, DATE '1900-01-01' + (i // 2)::INTEGER AS date, 10.0 + i % 7 AS close"
+        f" FROM range({rows}) t(i)"
+    )
+    conn.close()
+
+
+def test_republish_of_a_large_table_recreates_it_instead_of_deleting_every_row(project):
+    # Deleting 300,000 rows costs more than the catalog reload a DROP + CREATE causes (see
+    # build.publish): the large live tables are recreated, the two-row latest tables keep
+    # their rows' way only when nothing else in the transaction changed the schema.
+    folder, lake, env = project
+    seed_many_prices(lake, 300_000)
+    first = json.loads(materialize(env, "--json").stdout)
+    schema_before, _ = lake_state(lake)
+    seed_many_prices(lake, 200_000)
+    result = materialize(env, "--json")
+    assert result.exit_code == 0, result.output
+    assert lake_state(lake)[0] > schema_before
+    conn = open_test_lake(lake, read_only=True)
+    try:
+        assert conn.execute("SELECT count(*) FROM features.double_price").fetchone() == (200_000,)
+        assert conn.execute("SELECT count(*) FROM _latest.double_price").fetchone() == (2,)
+        old = next(b["snapshot_id"] for b in first if b["feature_name"] == "double_price")
+        assert conn.execute(
+            f"SELECT count(*) FROM features.double_price AT (VERSION => {old})"
+        ).fetchone() == (300_000,)
+    finally:
+        conn.close()
+    # A rebuild of the same small data afterwards swaps rows again (no schema change).
+    seed_prices(lake)
+    assert materialize(env).exit_code == 0
+    schema_small, _ = lake_state(lake)
+    assert materialize(env).exit_code == 0
+    assert lake_state(lake)[0] == schema_small
+
+
 def test_republish_with_other_columns_recreates_the_table(project):
     folder, lake, env = project
     first = json.loads(materialize(env, "--json").stdout)
