@@ -16,6 +16,7 @@ interpreter, so imports and teardown count on both; each has its own lake holdin
     uv run python benchmarks/scale.py --features 1000 --profile benchmarks/results/scale_1000
     uv run python benchmarks/scale.py --instance postgres      # 127.0.0.1:5432 database test
     uv run python benchmarks/scale.py --features 62 250 --rebuild  # then build both again
+    uv run python benchmarks/scale.py --features 1000 --floor-latest  # floor writes _latest too
 
 Reported per N: both times, their ratio (ours / floor), and the growth from N/4 to N when
 N/4 was measured too (a linear build grows 4x).
@@ -94,7 +95,7 @@ import dagster as dg
 import duckdb
 from floor_lake import connect
 
-COUNT, STEP, LAKE, PROFILE = {count}, {step}, {lake!r}, {profile!r}
+COUNT, STEP, LAKE, PROFILE, LATEST = {count}, {step}, {lake!r}, {profile!r}, {latest!r}
 
 
 def make_step(index, names):
@@ -109,13 +110,23 @@ def make_step(index, names):
     @dg.multi_asset(name=f"build_{{index}}", specs=specs, check_specs=checks, can_subset=True)
     def build(context):
         conn = connect(LAKE)
+        if LATEST:
+            conn.execute("CREATE SCHEMA IF NOT EXISTS _latest")
         for key in context.selected_asset_keys:
             name = by_key[key]
             i = int(name[2:]) + 1
+            if LATEST:  # the same storage work as featurestore: a latest table, one commit
+                conn.execute("BEGIN TRANSACTION")
             conn.execute(
                 f"CREATE OR REPLACE TABLE features.{{name}} AS"
                 f" SELECT symbol, date, value * {{i}} AS {{name}} FROM raw.ticks"
             )
+            if LATEST:
+                conn.execute(
+                    f"CREATE OR REPLACE TABLE _latest.{{name}} AS SELECT symbol, max(date) AS date,"
+                    f" arg_max_null({{name}}, date) AS {{name}} FROM features.{{name}} GROUP BY symbol"
+                )
+                conn.execute("COMMIT")
             rows, keys, below, nulls = conn.execute(
                 f"SELECT count(*), count(DISTINCT (symbol, date)), count(*) FILTER ({{name}} < 0),"
                 f" count(*) FILTER ({{name}} IS NULL) FROM features.{{name}}"
@@ -235,6 +246,7 @@ def bench(count: int, args, workdir: Path) -> dict:
         lake=floor_info,
         benchmarks=str(ROOT / "benchmarks"),
         profile=f"{profile}_floor_{count}.prof" if profile else "",
+        latest=args.floor_latest,
     )
     floor_env = {**base, **instance_env(args.instance, workdir, f"floor_{count}")}
     if args.instance == "postgres":
@@ -246,6 +258,7 @@ def bench(count: int, args, workdir: Path) -> dict:
     row = {
         "features": count,
         "instance": args.instance,
+        "floor_latest": args.floor_latest,
         "featurestore_s": round(ours[0], 2),
         "dagster_floor_s": round(floor[0], 2),
         "ratio_to_floor": round(ours[0] / floor[0], 3),
@@ -279,6 +292,12 @@ def main() -> None:
         "--rebuild",
         action="store_true",
         help="build each side a second time on its own lake (a rebuild of existing tables)",
+    )
+    parser.add_argument(
+        "--floor-latest",
+        action="store_true",
+        help="the floor also writes each feature's latest-value table in the same transaction,"
+        " as featurestore does (its storage work, not Dagster's)",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/scale.json")
     args = parser.parse_args()
