@@ -40,6 +40,22 @@ def base_definition(**overrides: Any) -> dict[str, Any]:
     return data
 
 
+def double_price_definition(**overrides: Any) -> dict[str, Any]:
+    """``double_price``: twice ``close_price`` (of ``base_definition``), a derived feature
+    reading it; override any field."""
+    payload = base_definition(
+        feature_name="double_price",
+        feature_type="derived",
+        upstream_features=["close_price"],
+        sources=[],
+        transformation={
+            "code": "SELECT symbol, date, close_price * 2 AS double_price FROM features.close_price"
+        },
+    )
+    payload.update(copy.deepcopy(overrides))
+    return payload
+
+
 @pytest.fixture
 def make_definition():
     """Factory: ``make_definition(feature_name="x", ...)`` -> a definition payload dict."""

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pytest
 
 from tests.api.conftest import FEATURESTORE, make_project, server_env, serving
-from tests.conftest import DefinitionsFolder, base_definition
+from tests.conftest import DefinitionsFolder
+from tests.consumers.conftest import payloads
 
 pytest.importorskip("featurestore_dagster.consumers.api")
 
@@ -26,33 +27,6 @@ SPINE = [
     {"symbol": "AAA", "date": "2023-12-25", "label": -1.0},
     {"symbol": "BBB", "date": "2024-01-20", "label": 0.7},
 ]
-
-
-def definitions() -> list[dict]:
-    return [
-        base_definition(
-            transformation={"code": "SELECT symbol, date, close AS close_price FROM raw.prices"}
-        ),
-        base_definition(
-            feature_name="rate",
-            feature_type="macro_economic",
-            entity_columns=[],
-            sources=["raw.rates"],
-            transformation={"code": "SELECT date, value AS rate FROM raw.rates"},
-            validation_rules=[],
-        ),
-        base_definition(
-            feature_name="next_close",
-            feature_type="derived",
-            sources=[],
-            upstream_features=["close_price"],
-            transformation={
-                "code": "SELECT symbol, date, LEAD(close_price) OVER (PARTITION BY symbol"
-                " ORDER BY date) AS next_close FROM features.close_price"
-            },
-            validation_rules=[],
-        ),
-    ]
 
 
 def load_raw(env: dict[str, str], days: int = 30) -> None:
@@ -84,7 +58,7 @@ def load_raw(env: dict[str, str], days: int = 30) -> None:
 def published(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("consumers"))
     folder = DefinitionsFolder(root)
-    for payload in definitions():
+    for payload in payloads(rate_ttl=None):
         folder.write(payload)
     env = server_env(
         FEATURESTORE_DEFINITIONS=str(root / "feature_definitions"),

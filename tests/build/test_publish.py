@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from featurestore_dagster.cli.app import app
-from tests.conftest import base_definition, open_test_lake
+from tests.conftest import base_definition, double_price_definition, open_test_lake
 
 runner = CliRunner()
 
@@ -29,19 +29,12 @@ def seed_prices(lake, rows=((1, 10.0), (2, 11.0), (3, 12.0))):
 
 
 def child(**overrides):
-    payload = base_definition(
-        feature_name="double_price",
-        feature_type="derived",
-        upstream_features=["close_price"],
-        sources=[],
-        transformation={
-            "code": "SELECT symbol, date, close_price * {{ k }} AS double_price"
-            " FROM features.close_price",
-            "parameters": {"k": 2},
-        },
-    )
-    payload.update(overrides)
-    return payload
+    transformation = {
+        "code": "SELECT symbol, date, close_price * {{ k }} AS double_price"
+        " FROM features.close_price",
+        "parameters": {"k": 2},
+    }
+    return double_price_definition(**{"transformation": transformation, **overrides})
 
 
 def table_rows(lake, table):

@@ -39,8 +39,13 @@ def price_rows() -> list[tuple[str, dt.date, float]]:
 RATE_DAYS = (0, 7, 14, 21, 28)
 
 
-def payloads(scale: float = 1.0, version: str = "1.0.0") -> list[dict]:
+def payloads(
+    scale: float = 1.0, version: str = "1.0.0", rate_ttl: str | None = "10d"
+) -> list[dict]:
+    """close_price (per symbol), rate (a global series, ``ttl: rate_ttl``) and next_close (a
+    lookahead feature)."""
     factor = "" if scale == 1.0 else f" * {scale}"
+    ttl = {} if rate_ttl is None else {"ttl": rate_ttl}
     return [
         base_definition(
             version=version,
@@ -53,7 +58,7 @@ def payloads(scale: float = 1.0, version: str = "1.0.0") -> list[dict]:
             feature_type="macro_economic",
             entity_columns=[],
             sources=["raw.rates"],
-            ttl="10d",
+            **ttl,
             transformation={"code": "SELECT date, value AS rate FROM raw.rates"},
             validation_rules=[],
         ),

@@ -12,7 +12,12 @@ from typer.testing import CliRunner
 
 from featurestore_dagster.cli.app import app
 from featurestore_dagster.storage.lake import CATALOG, current_snapshot
-from tests.conftest import DefinitionsFolder, base_definition, open_test_lake
+from tests.conftest import (
+    DefinitionsFolder,
+    base_definition,
+    double_price_definition,
+    open_test_lake,
+)
 
 runner = CliRunner()
 
@@ -44,18 +49,8 @@ def rows(env, query: str) -> list[tuple]:
 
 
 def doubled(**overrides):
-    payload = base_definition(
-        feature_name="double_price",
-        feature_type="derived",
-        upstream_features=["close_price"],
-        sources=[],
-        transformation={
-            "code": "SELECT symbol, date, close_price * 2 AS double_price FROM features.close_price"
-        },
-        validation_rules=[{"rule_type": "range", "parameters": {"max": 100}, "is_blocking": True}],
-    )
-    payload.update(overrides)
-    return payload
+    rule = {"rule_type": "range", "parameters": {"max": 100}, "is_blocking": True}
+    return double_price_definition(**{"validation_rules": [rule], **overrides})
 
 
 @pytest.fixture
