@@ -4,8 +4,9 @@ Generated prices for N symbols over 5 years of business days; ``close`` (daily p
 from the raw table with ``{{ partition_start }}`` / ``{{ partition_end }}``) and ``sma_20`` (a
 20-row moving average of it, daily partitions, ``lookback: 30d``). Each round times, in random
 order, write-audit-publish of ``sma_20`` over its whole range (the full rebuild, the floor) and
-over its last day (one partition: the window plus its lookback), in the same DuckDB file and
-process. The ratio one-day / full per round and its median are reported.
+over its last day (one partition: the window plus its lookback), on one build connection to a
+lake (SQLite catalog) in the same process. The ratio one-day / full per round and its median
+are reported.
 
     uv run python benchmarks/partitions.py                  # 2,000 symbols, 3 rounds
     uv run python benchmarks/partitions.py --symbols 500 --rounds 5
@@ -23,9 +24,11 @@ import time
 from pathlib import Path
 
 from featurestore_dagster.build.partitions import BuildWindow
-from featurestore_dagster.build.publish import FeatureBuilder, open_duckdb
+from featurestore_dagster.build.publish import FeatureBuilder
+from featurestore_dagster.config import Settings
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import FeatureDefinition
+from featurestore_dagster.storage.lake import lock_build_connection, open_build_connection
 
 START, END = dt.date(2020, 1, 1), dt.date(2025, 1, 1)
 
@@ -70,7 +73,13 @@ def definitions() -> list[FeatureDefinition]:
 
 
 def bench(symbols: int, rounds: int, workdir: Path) -> dict:
-    conn = open_duckdb(workdir / "features.duckdb")
+    settings = Settings.load(
+        definitions_path=workdir / "feature_definitions",
+        registry_url=f"sqlite:///{workdir / 'registry.db'}",
+        lake_catalog=f"sqlite:{workdir / 'lake.sqlite'}",
+        lake_data=workdir / "lake",
+    )
+    conn = open_build_connection(settings)  # the connection a Dagster step builds on
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
     conn.execute(
         f"""CREATE TABLE raw.prices AS
@@ -81,6 +90,7 @@ def bench(symbols: int, rounds: int, workdir: Path) -> dict:
         WHERE dayofweek(d) BETWEEN 1 AND 5"""
     )
     rows = conn.execute("SELECT count(*) FROM raw.prices").fetchone()[0]
+    lock_build_connection(conn, settings, [])
     graph = FeatureGraph.from_definitions(definitions())
     builder = FeatureBuilder(conn, graph)
     full = BuildWindow(START, END)
