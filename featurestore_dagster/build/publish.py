@@ -72,8 +72,9 @@ log = logging.getLogger("featurestore")
 # Replacing a lake table's rows costs either a DELETE that visits every old row (DML), or a
 # DROP + CREATE (DDL) after which the next transaction of every connection reloads the whole
 # catalog. Measured here (DuckDB 1.5.5, SQLite catalog): the DELETE ~0.15 us a row (140 ms at
-# 1M rows, 1.5 s at 10M); the reload ~15 ms + 0.022 ms a table (18 ms at 40 tables, 63 ms at
-# 2,000). Rows are swapped by DML while deleting them costs less than one reload.
+# 1M rows, 1.5 s at 10M); the reload ~15 ms + 0.022 ms a table (15 ms more than after a DML
+# commit at 40 tables, 58 ms at 2,000). Rows are swapped by DML while deleting them costs less
+# than one reload.
 DELETE_SECONDS_PER_ROW = 0.15e-6
 RELOAD_SECONDS = 0.015
 RELOAD_SECONDS_PER_TABLE = 0.022e-3

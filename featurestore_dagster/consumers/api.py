@@ -39,8 +39,9 @@ from featurestore_dagster.errors import TrainingSetError, UsageError
 from featurestore_dagster.registry import training_sets as ts_sql
 
 ENV_MEMORY_LIMIT = "FEATURESTORE_MEMORY_LIMIT"
-# A 1,000,000-row spine x 10 features runs at full speed in it (measured: peak RSS 1.90 GB
-# against 2.06 GB unbounded, same time; 1GB spills and costs 15-20%); larger joins spill.
+# A 1,000,000-row spine x 10 features runs at full speed in it (measured: peak RSS 1.83 GB
+# against 2.00 GB at 1500MB, same time; at 1200MB the TTL join spills and costs ~15%); larger
+# joins spill.
 DEFAULT_MEMORY_LIMIT = "1300MB"
 
 
