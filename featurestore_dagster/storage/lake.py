@@ -357,9 +357,11 @@ def publish_snapshot(
 def live_table_rows(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """``schema.table`` -> its rows, for every table of the lake's current snapshot (rows of
     its live data files; rows deleted from inside a file still count). One read of the
-    catalog's own tables, in time O(tables + files): read once per run, not per feature."""
-    rows = conn.execute(
-        f"""
+    catalog's own tables, in time O(tables + files): read once per run, not per feature.
+    Empty on a connection without the lake attached."""
+    try:
+        rows = conn.execute(
+            f"""
         SELECT s.schema_name || '.' || t.table_name, coalesce(sum(f.record_count), 0)
         FROM {METADATA}.ducklake_table t
         JOIN {METADATA}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL
@@ -368,7 +370,9 @@ def live_table_rows(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
         WHERE t.end_snapshot IS NULL
         GROUP BY ALL
         """
-    ).fetchall()
+        ).fetchall()
+    except duckdb.CatalogException:
+        return {}
     return {name.lower(): int(count) for name, count in rows}
 
 
