@@ -61,6 +61,7 @@ from featurestore_dagster.storage.lake import (
     OVERLAY,
     STAGING,
     attach_staging,
+    deleting_is_cheaper,
     in_transaction,
     live_table_rows,
     publish_snapshot,
@@ -68,16 +69,6 @@ from featurestore_dagster.storage.lake import (
 )
 
 log = logging.getLogger("featurestore")
-
-# Replacing a lake table's rows costs either a DELETE that visits every old row (DML), or a
-# DROP + CREATE (DDL) after which the next transaction of every connection reloads the whole
-# catalog. Measured here (DuckDB 1.5.5, SQLite catalog): the DELETE ~0.15 us a row (140 ms at
-# 1M rows, 1.5 s at 10M); the reload ~15 ms + 0.022 ms a table (15 ms more than after a DML
-# commit at 40 tables, 58 ms at 2,000). Rows are swapped by DML while deleting them costs less
-# than one reload.
-DELETE_SECONDS_PER_ROW = 0.15e-6
-RELOAD_SECONDS = 0.015
-RELOAD_SECONDS_PER_TABLE = 0.022e-3
 
 
 def staging_table(definition: FeatureDefinition) -> str:
@@ -392,11 +383,8 @@ class FeatureBuilder:
         if self._schema_changed:
             return False
         known = self._table_rows or {}
-        rows = known.get(table.lower())
-        if rows is None:  # not in the lake when this run started
-            return True
-        reload = RELOAD_SECONDS + RELOAD_SECONDS_PER_TABLE * len(known)
-        return rows * DELETE_SECONDS_PER_ROW <= reload
+        rows = known.get(table.lower())  # None: not in the lake when this run started
+        return rows is None or deleting_is_cheaper(rows, tables=len(known))
 
     def _reject(self, definition: FeatureDefinition, staging: str, result: FeatureBuild) -> int:
         """Keep the rejected rows inspectable in ``_rejected.<feature>``; live table untouched."""

@@ -376,6 +376,23 @@ def live_table_rows(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {name.lower(): int(count) for name, count in rows}
 
 
+# Replacing a lake table's rows costs either a DELETE that visits every old row (DML), or a
+# DROP + CREATE (DDL) after which the next transaction of every connection reloads the whole
+# catalog. Measured here (DuckDB 1.5.5, SQLite catalog): the DELETE ~0.15 us a row (140 ms at
+# 1M rows, 1.5 s at 10M); the reload ~15 ms + 0.022 ms a table (15 ms more than after a DML
+# commit at 40 tables, 58 ms at 2,000).
+DELETE_SECONDS_PER_ROW = 0.15e-6
+RELOAD_SECONDS = 0.015
+RELOAD_SECONDS_PER_TABLE = 0.022e-3
+
+
+def deleting_is_cheaper(rows: int, *, tables: int) -> bool:
+    """Whether deleting ``rows`` rows of a table costs less than the catalog reload that
+    dropping and creating it again would cause in a lake of ``tables`` tables."""
+    reload = RELOAD_SECONDS + RELOAD_SECONDS_PER_TABLE * tables
+    return rows * DELETE_SECONDS_PER_ROW <= reload
+
+
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str, snapshot: int | None = None) -> bool:
     """Whether ``schema.table`` exists in the lake (at ``snapshot``, default now)."""
     schema, name = table.split(".")
