@@ -102,38 +102,3 @@ def windowed_sql(
         f"SELECT * FROM ({inner}) AS __partition_window"
         f" WHERE {window.condition(definition.timestamp_column)}"
     )
-
-
-def latest_after_window_sql(
-    definition: FeatureDefinition, live: str, old_latest: str, window: BuildWindow
-) -> str:
-    """The rows the latest-value table must be recomputed from after ``window`` was replaced.
-
-    Only the table's tail is read: rows from the window's start on, the previous latest rows
-    older than that (still in the table: only the window was replaced), and, for the entities
-    whose latest row was in the window but have no row there any more, their older rows.
-    ``live`` and ``old_latest`` are quoted table names.
-    """
-    ts = quote_identifier(definition.timestamp_column)
-    start = _date(window.start)
-    keys = ", ".join(quote_identifier(c) for c in definition.entity_columns)
-    if keys:
-        lost = (
-            f"SELECT {keys} FROM {old_latest} WHERE {ts} >= {start}"
-            f" EXCEPT SELECT {keys} FROM {live} WHERE {ts} >= {start}"
-        )
-        back = (
-            f"SELECT __live.* FROM {live} AS __live SEMI JOIN ({lost}) AS __lost"
-            f" USING ({keys}) WHERE __live.{ts} < {start}"
-        )
-    else:
-        back = (
-            f"SELECT * FROM {live} WHERE {ts} < {start}"
-            f" AND EXISTS (SELECT 1 FROM {old_latest} WHERE {ts} >= {start})"
-            f" AND NOT EXISTS (SELECT 1 FROM {live} WHERE {ts} >= {start})"
-        )
-    return (
-        f"(SELECT * FROM {live} WHERE {ts} >= {start}"
-        f" UNION ALL BY NAME SELECT * FROM {old_latest} WHERE {ts} < {start}"
-        f" UNION ALL BY NAME {back}) AS __latest_rows"
-    )

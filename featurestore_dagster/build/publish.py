@@ -38,6 +38,7 @@ from typing import Any
 import duckdb
 
 from featurestore_dagster.build.checks import evaluate_checks
+from featurestore_dagster.build.latest import latest_table, latest_values_sql, update_for_window
 from featurestore_dagster.build.partitions import BuildWindow
 from featurestore_dagster.build.results import BuildStatus, FeatureBuild
 from featurestore_dagster.build.sandbox import execute_one
@@ -65,7 +66,6 @@ from featurestore_dagster.storage.lake import (
     in_transaction,
     live_table_rows,
     publish_snapshot,
-    table_exists,
 )
 
 log = logging.getLogger("featurestore")
@@ -79,26 +79,6 @@ def staging_table(definition: FeatureDefinition) -> str:
 
 def rejected_table(definition: FeatureDefinition) -> str:
     return f"{REJECTED_SCHEMA}.{definition.feature_name}"
-
-
-def latest_table(definition: FeatureDefinition) -> str:
-    """One row per entity: the newest timestamp and its value (online lookups read it)."""
-    return f"{LATEST_SCHEMA}.{definition.feature_name}"
-
-
-def latest_values_sql(definition: FeatureDefinition, source: str) -> str:
-    """SELECT the newest row per entity of ``source`` (a global series: one row).
-
-    ``arg_max_null`` keeps the value of the newest row even when it is NULL; the unique_key
-    check guarantees one row per (entity, timestamp).
-    """
-    keys = [quote_identifier(c) for c in definition.entity_columns]
-    ts = quote_identifier(definition.timestamp_column)
-    value = quote_identifier(definition.feature_name)
-    columns = ", ".join([*keys, f"max({ts}) AS {ts}", f"arg_max_null({value}, {ts}) AS {value}"])
-    if keys:
-        return f"SELECT {columns} FROM {source} GROUP BY {', '.join(keys)}"
-    return f"SELECT {columns} FROM {source} HAVING count(*) > 0"
 
 
 class FeatureBuilder:
@@ -336,18 +316,22 @@ class FeatureBuilder:
         self._ensure_schema(LATEST_SCHEMA)
         token = uuid.uuid4().hex
 
-        replace_window = window is not None and table_exists(self.conn, definition.table_name)
+        # DESCRIBE binds one name (listing the catalog's tables grows with the lake)
+        replace_window = window is not None and bool(_columns(self.conn, live))
+        latest = quote_table(latest_table(definition))
 
         def publish() -> None:
             if replace_window:  # only the window's rows are swapped
                 condition = window.condition(definition.timestamp_column)
                 self.conn.execute(f"DELETE FROM {live} WHERE {condition}")
                 self.conn.execute(f"INSERT INTO {live} BY NAME SELECT * FROM {source}")
-                latest_source = live
+                if not _columns(self.conn, latest) or not update_for_window(
+                    self.conn, definition, latest, source, window
+                ):
+                    self._replace(latest_table(definition), latest_values_sql(definition, live))
             else:
                 self._replace(definition.table_name, f"SELECT * FROM {source}", staging)
-                latest_source = source
-            self._replace(latest_table(definition), latest_values_sql(definition, latest_source))
+                self._replace(latest_table(definition), latest_values_sql(definition, source))
             self._commit_message(definition, result, "published", token)
 
         return self._commit(publish, token)

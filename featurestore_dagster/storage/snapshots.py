@@ -123,7 +123,7 @@ def restore_snapshot(
     Raises:
         LookupError: the table is not readable at that snapshot any more (expired).
     """
-    from featurestore_dagster.build.publish import latest_values_sql
+    from featurestore_dagster.build.latest import latest_values_sql
     from featurestore_dagster.storage.lake import publish_snapshot
 
     table = definition.table_name

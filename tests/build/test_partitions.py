@@ -8,7 +8,8 @@ import random
 import duckdb
 import pytest
 
-from featurestore_dagster.build.partitions import BuildWindow, latest_after_window_sql
+from featurestore_dagster.build.latest import latest_values_sql, update_for_window
+from featurestore_dagster.build.partitions import BuildWindow
 from featurestore_dagster.definitions.models import FeatureDefinition
 from tests.conftest import base_definition
 
@@ -24,47 +25,53 @@ def latest(conn, source: str, keyed: bool) -> list[tuple]:
         source=source,
         group="GROUP BY symbol" if keyed else "HAVING count(*) > 0",
     )
-    return sorted(conn.execute(query).fetchall())
+    return conn.execute(f"{query} ORDER BY ALL").fetchall()
 
 
-@pytest.mark.parametrize("keyed", [True, False])
-@pytest.mark.parametrize("seed", range(6))
-def test_latest_from_the_tail_equals_latest_of_the_whole_table(seed, keyed):
+@pytest.mark.parametrize("window_days", [1, 3])
+@pytest.mark.parametrize("seed", range(12))
+def test_latest_updated_from_the_window_equals_latest_of_the_whole_table(seed, window_days):
     rng = random.Random(seed)
-    entity_columns = ["symbol"] if keyed else []
-    definition = FeatureDefinition.model_validate(base_definition(entity_columns=entity_columns))
+    definition = FeatureDefinition.model_validate(base_definition())
     conn = duckdb.connect()
-    symbols = ["A", "B", "C"] if keyed else [None]
+    symbols = ["A", "B", "C", "D", None]  # a NULL key is an entity too
     days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(20)]
-    rows = [
-        (s, d, rng.random()) for s in symbols for d in days if rng.random() < 0.7
-    ]  # gaps, and entities that end early
-    columns = (
-        "symbol VARCHAR, date DATE, close_price DOUBLE"
-        if keyed
-        else "date DATE, close_price DOUBLE"
-    )
-    conn.execute(f"CREATE TABLE live ({columns})")
-    for s, d, v in rows:
-        conn.execute(
-            "INSERT INTO live VALUES (" + ("?, " if keyed else "") + "?, ?)",
-            [*([s] if keyed else []), d, v],
-        )
-    conn.execute(
-        f"CREATE TABLE old_latest AS {LATEST.format(keys='symbol,' if keyed else '', source='live', group='GROUP BY symbol' if keyed else 'HAVING count(*) > 0')}"
-    )
+    rows = [(s, d, rng.random()) for s in symbols for d in days if rng.random() < 0.7]
+    conn.execute("CREATE TABLE live (symbol VARCHAR, date DATE, close_price DOUBLE)")
+    conn.executemany("INSERT INTO live VALUES (?, ?, ?)", rows)
+    conn.execute(f"CREATE TABLE stored AS {latest_values_sql(definition, 'live')}")
+    before = latest(conn, "stored", True)
 
-    start = days[rng.randrange(5, 18)]
-    window = BuildWindow(start, start + dt.timedelta(days=rng.choice((1, 3))))
-    # replace the window: fewer rows (an entity may lose its latest rows) or new ones
-    conn.execute(
-        f"DELETE FROM live WHERE date >= DATE '{window.start}' AND date < DATE '{window.end}'"
-    )
-    for s in symbols:
-        if rng.random() < 0.5:
-            values = [*([s] if keyed else []), window.start, rng.random()]
-            conn.execute("INSERT INTO live VALUES (" + ("?, " if keyed else "") + "?, ?)", values)
+    # half the time the window holds the newest day, where the latest rows are
+    start = days[-window_days] if seed % 2 else days[rng.randrange(3, 20 - window_days)]
+    window = BuildWindow(start, start + dt.timedelta(days=window_days))
+    inside = f"date >= DATE '{window.start}' AND date < DATE '{window.end}'"
+    # the window's new rows: some entities lose theirs, some get new ones (E is new)
+    conn.execute(f"DELETE FROM live WHERE {inside}")
+    conn.execute("CREATE TABLE window_rows (symbol VARCHAR, date DATE, close_price DOUBLE)")
+    for s in [*symbols, "E"]:
+        for offset in range(window_days):
+            if rng.random() < 0.75:
+                day = window.start + dt.timedelta(days=offset)
+                conn.execute("INSERT INTO window_rows VALUES (?, ?, ?)", [s, day, rng.random()])
+    conn.execute("INSERT INTO live SELECT * FROM window_rows")
 
-    expected = latest(conn, "live", keyed)
-    tail = latest_after_window_sql(definition, "live", "old_latest", window)
-    assert latest(conn, tail, keyed) == expected
+    updated = update_for_window(conn, definition, "stored", "window_rows", window)
+    if updated:
+        assert latest(conn, "stored", True) == latest(conn, "live", True)
+    else:  # only when an entity's latest row was in the window and it has none there now
+        assert latest(conn, "stored", True) == before
+        lost = conn.execute(
+            f"SELECT count(*) FROM stored AS l WHERE {inside} AND NOT EXISTS"
+            " (SELECT 1 FROM window_rows AS w WHERE w.symbol IS NOT DISTINCT FROM l.symbol)"
+        ).fetchone()[0]
+        assert lost > 0
+
+
+def test_latest_of_a_global_series_is_left_to_a_whole_table_recompute():
+    definition = FeatureDefinition.model_validate(base_definition(entity_columns=[]))
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE stored AS SELECT DATE '2024-01-01' AS date, 1.0 AS close_price")
+    conn.execute("CREATE TABLE window_rows AS SELECT * FROM stored")
+    window = BuildWindow(dt.date(2024, 1, 1), dt.date(2024, 1, 2))
+    assert not update_for_window(conn, definition, "stored", "window_rows", window)

@@ -218,6 +218,41 @@ def test_a_partition_run_rebuilds_only_its_window(definitions_folder, store_env)
     assert [close[("BBB", f"2024-01-0{d}")] for d in (6, 7, 8, 9)] == [105.0, 106.0, 107.0, 18.0]
 
 
+def latest_matches_the_table(env, name) -> list[tuple]:
+    """``_latest.<name>`` and the newest row per symbol of ``features.<name>``, both sorted."""
+    conn = open_test_lake(env, read_only=True)
+    try:
+        stored = conn.execute(f"SELECT * FROM _latest.{name} ORDER BY ALL").fetchall()
+        whole = conn.execute(
+            f"SELECT symbol, max(date), arg_max_null({name}, date) FROM features.{name}"
+            " GROUP BY symbol ORDER BY ALL"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert stored == whole
+    return stored
+
+
+def test_latest_values_follow_partition_runs(definitions_folder, store_env):
+    partitioned_project(definitions_folder)
+    seed_prices(store_env, [(d, 10.0 + d) for d in range(1, PRICE_DAYS + 1)])
+    assert materialize(store_env)[0].exit_code == 0
+    last = "2024-01-11"
+    # the newest day rebuilt with new values: the latest rows follow it
+    seed_prices(store_env, [(d, 100.0 + d) for d in range(1, PRICE_DAYS + 1)])
+    assert materialize(store_env, "close_price", "--partition", last)[0].exit_code == 0
+    assert [v for *_, v in latest_matches_the_table(store_env, "close_price")] == [110.0] * 2
+    # a past day rebuilt: the latest rows stay
+    assert materialize(store_env, "close_price", "--partition", "2024-01-03")[0].exit_code == 0
+    assert [v for *_, v in latest_matches_the_table(store_env, "close_price")] == [110.0] * 2
+    # the newest day has no rows any more: the latest rows fall back to the day before
+    seed_prices(store_env, [(d, 100.0 + d) for d in range(1, PRICE_DAYS)])
+    assert materialize(store_env, "close_price", "--partition", last)[0].exit_code == 0
+    latest = latest_matches_the_table(store_env, "close_price")
+    # (2024-01-10 was not rebuilt since the first run: its value is still the first one)
+    assert [(str(d), v) for _, d, v in latest] == [("2024-01-10", 19.0)] * 2
+
+
 def test_multiprocess_runs_partitioned_and_partition_builds(
     definitions_folder, store_env, monkeypatch
 ):
