@@ -70,6 +70,9 @@ from featurestore_dagster.storage.lake import (
 
 log = logging.getLogger("featurestore")
 
+# Table entries of cached catalog versions a build connection keeps at most (~4 KB each).
+CATALOG_CACHE_BUDGET = 250_000
+
 
 def staging_table(definition: FeatureDefinition) -> str:
     """The connection-local staging table, in the in-memory catalog ``STAGING``."""
@@ -95,6 +98,9 @@ class FeatureBuilder:
         published_upstream: features already published in this run by another step; with
             the ones this builder publishes, their keys count as checked for the
             ``unique_key`` proof (``definitions.uniqueness``).
+        reconnect: opens a fresh locked build connection. A connection keeps the catalog of
+            every lake schema version it saw (8 MB per CREATE at 2,000 tables), so past
+            ``CATALOG_CACHE_BUDGET`` table entries ``self.conn`` is swapped for a fresh one.
     """
 
     def __init__(
@@ -106,8 +112,11 @@ class FeatureBuilder:
         discard: bool = False,
         commit_info: Callable[[FeatureDefinition], dict[str, Any]] | None = None,
         published_upstream: Iterable[str] = (),
+        reconnect: Callable[[], duckdb.DuckDBPyConnection] | None = None,
     ):
         self.conn = conn
+        self._reconnect = reconnect
+        self._cached_tables = 0  # table entries of the catalog versions conn keeps
         self.graph = graph
         self.now = now
         self.discard = discard
@@ -171,6 +180,7 @@ class FeatureBuilder:
         self._warn_deprecated(definition)
         if self._table_rows is None and not self.discard:  # outside any transaction
             self._table_rows = live_table_rows(self.conn)
+        self._bound_catalog_cache()
         if self._builds_directly(definition, window):
             published = self._build_directly(definition)
             if published is not None:
@@ -389,7 +399,22 @@ class FeatureBuilder:
             work()
 
         in_transaction(self.conn, attempt)
+        if self._schema_changed:  # a new schema version: conn will cache its catalog
+            self._cached_tables += len(self._table_rows or ()) + 2
         return publish_snapshot(self.conn, token)
+
+    def _bound_catalog_cache(self) -> None:
+        """Swap the connection for a fresh one when the catalog versions it keeps would pass
+        the budget (between features, outside any transaction)."""
+        if self._reconnect is None or self.discard:
+            return
+        if self._cached_tables + len(self._table_rows or ()) <= CATALOG_CACHE_BUDGET:
+            return
+        fresh = self._reconnect()
+        attach_staging(fresh)
+        self.conn.close()
+        self.conn = fresh
+        self._cached_tables = 0
 
     def _commit_message(
         self, definition: FeatureDefinition, result: FeatureBuild, status: str, token: str

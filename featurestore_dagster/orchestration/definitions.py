@@ -162,6 +162,13 @@ def _step_asset(
             resource.settings.registry_url, context.run.run_id, translator.get_code_version, graph
         )
         conn = resource.connect()
+        builder = None
+
+        def reconnect():  # a fresh locked connection (bootstrap ran on the first one)
+            fresh = resource.connect()
+            resource.lock_down(fresh, graph)
+            return fresh
+
         try:
             resource.bootstrap(conn)  # project code (pyproject), not a definition
             resource.lock_down(conn, graph)
@@ -174,6 +181,7 @@ def _step_asset(
                     p for k, p in parent_by_key.items() if in_run is None or k in in_run
                 ],
                 commit_info=recorder.commit_info,
+                reconnect=reconnect,
             )
             # Checks run on their own (from the UI) audit the live table; nothing is built.
             audited = _checked_only(context, names_by_key)
@@ -205,6 +213,8 @@ def _step_asset(
                     failures.append(_failure_line(build, graph[build.feature_name].path))
         finally:
             conn.close()
+            if builder is not None:
+                builder.conn.close()  # the same connection, or the one it swapped in
             recorder.flush(context.log)
             if resource.report_dir is not None:
                 from featurestore_dagster.orchestration.multiprocess import write_report

@@ -459,3 +459,30 @@ def test_custom_sql_failing_at_run_time_gives_the_staging_result(project, blocki
         (c["name"], c["passed"]) for c in build["checks"]
     ]
     assert staged["checks"][-1]["metadata"]["error"] == failed[0]["metadata"]["error"]
+
+
+def test_a_long_build_swaps_its_connection_to_bound_duckdb_catalog_memory(project, monkeypatch):
+    # A DuckDB connection keeps the lake catalog of every schema version it saw; past the
+    # budget the build goes on with a fresh locked connection (here: before every feature).
+    import featurestore_dagster.build.publish as publish
+    import featurestore_dagster.storage.lake as lake_module
+
+    _, lake, env = project
+    opened = []
+    real_open = lake_module.open_build_connection
+
+    def counting_open(settings):
+        opened.append(real_open(settings))
+        return opened[-1]
+
+    monkeypatch.setattr(lake_module, "open_build_connection", counting_open)
+    monkeypatch.setattr(publish, "CATALOG_CACHE_BUDGET", 0)
+    result = materialize(env, "--json")
+    assert result.exit_code == 0, result.output
+    assert {b["status"] for b in json.loads(result.stdout)} == {"published"}
+    assert len(opened) >= 3  # the step's own, then one before each of its two features
+    for conn in opened:  # every connection was closed at the end of the step
+        with pytest.raises(Exception, match="closed"):
+            conn.execute("SELECT 1")
+    assert table_rows(lake, "features.double_price")[0] == ("AAA", _date(1), 20.0)
+    assert materialize(env, "--json").exit_code == 0  # and a rebuild (DML) after it
