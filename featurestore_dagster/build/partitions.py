@@ -102,3 +102,15 @@ def windowed_sql(
         f"SELECT * FROM ({inner}) AS __partition_window"
         f" WHERE {window.condition(definition.timestamp_column)}"
     )
+
+
+def judged_at(now: dt.datetime | None, window: BuildWindow | None) -> dt.datetime | None:
+    """When freshness is judged: a past window at its own end (a backfill of 2020 is not
+    stale data), the latest window now."""
+    if window is None:
+        return now
+    end = dt.datetime.combine(window.end, dt.datetime.min.time(), tzinfo=dt.UTC)
+    current = now if now is not None else dt.datetime.now(dt.UTC)
+    if current.tzinfo is None:
+        current = current.replace(tzinfo=dt.UTC)
+    return min(current, end)

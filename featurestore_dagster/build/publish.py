@@ -32,14 +32,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import duckdb
 
 from featurestore_dagster.build.checks import evaluate_checks
 from featurestore_dagster.build.latest import latest_table, latest_values_sql, update_for_window
-from featurestore_dagster.build.partitions import BuildWindow
+from featurestore_dagster.build.partitions import BuildWindow, judged_at
 from featurestore_dagster.build.results import BuildStatus, FeatureBuild
 from featurestore_dagster.build.sandbox import execute_one
 from featurestore_dagster.build.transformations import (
@@ -536,15 +536,3 @@ class _NotPublished(Exception):
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def judged_at(now: datetime | None, window: BuildWindow | None) -> datetime | None:
-    """When freshness is judged: a past window at its own end (a backfill of 2020 is not
-    stale data), the latest window now."""
-    if window is None:
-        return now
-    end = datetime.combine(window.end, datetime.min.time(), tzinfo=UTC)
-    current = now if now is not None else datetime.now(UTC)
-    if current.tzinfo is None:
-        current = current.replace(tzinfo=UTC)
-    return min(current, end)
