@@ -127,6 +127,7 @@ class FeatureBuilder:
         self._published: set[str] = set(published_upstream)
         self._sources_seen: set[str] = set()  # source tables probed once in this run
         self._table_rows: dict[str, int] | None = None  # lake tables' rows, read once
+        self._tables_created = 0  # tables this builder created since (an estimate's part)
         self._schema_changed = False  # the open transaction already did DDL
 
     def build_all(
@@ -367,6 +368,8 @@ class FeatureBuilder:
                 execute_one(self.conn, f"INSERT INTO {target} {select}")
                 return
             self.conn.execute(f"DROP TABLE {target}")
+        else:
+            self._tables_created += 1
         execute_one(self.conn, f"CREATE TABLE {target} AS {select}")
         self._schema_changed = True
 
@@ -376,9 +379,12 @@ class FeatureBuilder:
         transaction has not already paid that reload with DDL of its own."""
         if self._schema_changed:
             return False
-        known = self._table_rows or {}
-        rows = known.get(table.lower())  # None: not in the lake when this run started
-        return rows is None or deleting_is_cheaper(rows, tables=len(known))
+        rows = (self._table_rows or {}).get(table.lower())  # None: new since the run began
+        return rows is None or deleting_is_cheaper(rows, tables=self._lake_tables())
+
+    def _lake_tables(self) -> int:
+        """About how many tables the lake holds: those at the start plus those created."""
+        return len(self._table_rows or ()) + self._tables_created
 
     def _reject(self, definition: FeatureDefinition, staging: str, result: FeatureBuild) -> int:
         """Keep the rejected rows inspectable in ``_rejected.<feature>``; live table untouched."""
@@ -400,7 +406,7 @@ class FeatureBuilder:
 
         in_transaction(self.conn, attempt)
         if self._schema_changed:  # a new schema version: conn will cache its catalog
-            self._cached_tables += len(self._table_rows or ()) + 2
+            self._cached_tables += self._lake_tables()
         return publish_snapshot(self.conn, token)
 
     def _bound_catalog_cache(self) -> None:
@@ -408,8 +414,8 @@ class FeatureBuilder:
         the budget (between features, outside any transaction)."""
         if self._reconnect is None or self.discard:
             return
-        if self._cached_tables + len(self._table_rows or ()) <= CATALOG_CACHE_BUDGET:
-            return
+        if self._cached_tables + self._lake_tables() <= CATALOG_CACHE_BUDGET:
+            return  # the next schema version still fits
         fresh = self._reconnect()
         attach_staging(fresh)
         self.conn.close()
