@@ -78,8 +78,9 @@ def evaluate_checks(
 ) -> tuple[list[CheckOutcome], TableProfile]:
     """Audit ``table`` for every check of ``definition``, in the order of ``check_specs``.
 
-    Run it outside an explicit transaction: a custom_sql query that fails is reported as a
-    failed check, and DuckDB aborts any transaction a failed statement ran in.
+    A custom_sql query that fails is reported as a failed check, and DuckDB aborts any
+    transaction a failed statement ran in: audit a definition with custom_sql rules outside an
+    explicit transaction (the others' check statements do not fail).
 
     Args:
         conn: the DuckDB connection that sees ``table``.

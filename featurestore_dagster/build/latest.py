@@ -35,6 +35,15 @@ def latest_values_sql(definition: FeatureDefinition, source: str) -> str:
     return f"SELECT {columns} FROM {source} HAVING count(*) > 0"
 
 
+class LatestLost(Exception):
+    """An entity's newest row was inside the replaced window and has no row there any more:
+    its latest row is some older one that only the whole table knows."""
+
+
+# The text of the MERGE's ERROR action, how a LatestLost is told from other statement errors.
+_LOST = "featurestore: the newest row of an entity left the window"
+
+
 def update_for_window(
     conn: duckdb.DuckDBPyConnection,
     definition: FeatureDefinition,
@@ -43,35 +52,40 @@ def update_for_window(
     window: BuildWindow,
 ) -> bool:
     """Bring ``latest`` (quoted) up to date after the rows of ``window`` were replaced by
-    ``window_rows`` (quoted), inside the caller's transaction. False, with nothing changed,
-    when the window's rows alone cannot tell: a global series, or an entity whose newest row
-    was inside the window and has no row there any more (its latest is some older row that
-    only the whole table knows), so the caller recomputes from the whole table.
+    ``window_rows`` (quoted), inside the caller's transaction, in one MERGE (one scan of the
+    latest table; every lake statement costs a few ms of catalog work, whatever its rows).
 
     Per entity, the newest of its old latest row (when outside the window) and its newest new
     row in the window is its newest row: every other old row outside the window is older
     than the old latest one.
+
+    Returns:
+        False, with nothing changed, for a global series (no entity columns): the caller
+        recomputes from the whole table.
+
+    Raises:
+        LatestLost: an entity whose newest row was inside the window has no row there any
+            more. The statement failed, so an enclosing transaction is aborted: the caller
+            rolls it back and recomputes from the whole table.
     """
     keys = [quote_identifier(c) for c in definition.entity_columns]
     if not keys:
         return False
     ts = quote_identifier(definition.timestamp_column)
-    inside = window.condition(definition.timestamp_column)  # unqualified: the latest table's
-    newest = f"({latest_values_sql(definition, window_rows)})"
+    value = quote_identifier(definition.feature_name)
+    inside = window.condition(definition.timestamp_column, qualifier="l")
     same = " AND ".join(f"c.{k} IS NOT DISTINCT FROM l.{k}" for k in keys)
-    lost = conn.execute(
-        f"SELECT count(*) FROM {latest} AS l WHERE ({inside})"
-        f" AND NOT EXISTS (SELECT 1 FROM {newest} AS c WHERE {same})"
-    ).fetchone()[0]
-    if lost:
-        return False
-    conn.execute(
-        f"DELETE FROM {latest} AS l WHERE (({inside})"
-        f" AND EXISTS (SELECT 1 FROM {newest} AS c WHERE {same}))"
-        f" OR EXISTS (SELECT 1 FROM {newest} AS c WHERE {same} AND c.{ts} > l.{ts})"
-    )
-    conn.execute(
-        f"INSERT INTO {latest} BY NAME SELECT * FROM {newest} AS c"
-        f" WHERE NOT EXISTS (SELECT 1 FROM {latest} AS l WHERE {same})"
-    )
+    try:
+        conn.execute(
+            f"MERGE INTO {latest} AS l USING ({latest_values_sql(definition, window_rows)}) AS c"
+            f" ON ({same})"
+            f" WHEN MATCHED AND (c.{ts} > l.{ts} OR ({inside}))"
+            f" THEN UPDATE SET {ts} = c.{ts}, {value} = c.{value}"
+            " WHEN NOT MATCHED THEN INSERT BY NAME"
+            f" WHEN NOT MATCHED BY SOURCE AND ({inside}) THEN ERROR '{_LOST}'"
+        )
+    except duckdb.ConstraintException as error:
+        if _LOST in str(error):
+            raise LatestLost(definition.feature_name) from error
+        raise
     return True

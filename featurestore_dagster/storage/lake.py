@@ -290,7 +290,7 @@ def in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
             conn.execute("COMMIT")
             return result
         except BaseException as error:
-            _rollback(conn)
+            rollback(conn)
             if not isinstance(error, duckdb.Error) or not is_retryable(error):
                 raise
             if attempt == COMMIT_ATTEMPTS - 1:
@@ -300,7 +300,8 @@ def in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+def rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if any."""
     try:
         conn.execute("ROLLBACK")
     except duckdb.Error:
@@ -326,23 +327,27 @@ def current_snapshot(conn: duckdb.DuckDBPyConnection) -> int:
 
 
 def publish_snapshot(
-    conn: duckdb.DuckDBPyConnection, token: str | None, *, after: int | None = None
+    conn: duckdb.DuckDBPyConnection,
+    token: str | None,
+    *,
+    after: int | None = None,
+    started_from: int | None = None,
 ) -> int:
     """The snapshot id of the commit whose extra info holds ``token`` (None: the current one).
 
     Another process may commit right after ours, so "the current snapshot" after a commit is
-    not necessarily ours: the commit is found by the unique token it carries. The current
-    snapshot is looked at first (one catalog row: ours unless someone committed since), the
-    lake's snapshot list (which grows with the history) only when it is not ours.
+    not necessarily ours: the commit is found by the unique token it carries. Snapshot ids
+    follow each other, so when the transaction started from snapshot ``started_from`` the
+    commit is ``started_from + 1`` unless someone committed in between: that one catalog row
+    is looked at first. Then the current snapshot (ours unless someone committed since),
+    and the lake's snapshot list (which grows with the history) only when neither is ours.
     """
+    if token is not None and started_from is not None:
+        if _carries(conn, started_from + 1, token):
+            return started_from + 1
+        after = started_from if after is None else after
     current = current_snapshot(conn)
-    if token is None:
-        return current
-    row = conn.execute(
-        f"SELECT commit_extra_info FROM {METADATA}.ducklake_snapshot_changes WHERE snapshot_id = ?",
-        [current],
-    ).fetchone()
-    if row is not None and row[0] is not None and token in row[0]:
+    if token is None or _carries(conn, current, token):
         return current
     row = conn.execute(
         f"SELECT max(snapshot_id) FROM {CATALOG}.snapshots()"
@@ -352,6 +357,15 @@ def publish_snapshot(
     if row is None or row[0] is None:
         return current
     return int(row[0])
+
+
+def _carries(conn: duckdb.DuckDBPyConnection, snapshot: int, token: str) -> bool:
+    """Whether the commit of ``snapshot`` holds ``token`` in its extra info."""
+    row = conn.execute(
+        f"SELECT commit_extra_info FROM {METADATA}.ducklake_snapshot_changes WHERE snapshot_id = ?",
+        [snapshot],
+    ).fetchone()
+    return row is not None and row[0] is not None and token in row[0]
 
 
 def live_table_rows(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -218,6 +218,55 @@ def test_a_partition_run_rebuilds_only_its_window(definitions_folder, store_env)
     assert [close[("BBB", f"2024-01-0{d}")] for d in (6, 7, 8, 9)] == [105.0, 106.0, 107.0, 18.0]
 
 
+def file_order_dates(env, name) -> list[str]:
+    """The dates of ``features.<name>`` in the order its data files hold them."""
+    conn = open_test_lake(env, read_only=True)
+    try:
+        return [str(d) for (d,) in conn.execute(f"SELECT date FROM features.{name}").fetchall()]
+    finally:
+        conn.close()
+
+
+def test_partitioned_tables_are_stored_in_time_order_and_a_whole_range_run_replaces_them(
+    definitions_folder, store_env
+):
+    partitioned_project(definitions_folder)
+    # raw rows newest first: the SQL yields them so, the live table stores them by date
+    seed_prices(store_env, [(d, 10.0 + d) for d in range(PRICE_DAYS, 0, -1)])
+    assert materialize(store_env)[0].exit_code == 0
+    dates = file_order_dates(store_env, "close_price")
+    assert dates == sorted(dates) and len(dates) == 2 * PRICE_DAYS
+    assert materialize(store_env, "close_price", "--partition", "2024-01-05")[0].exit_code == 0
+
+    # a range from the first partition that leaves the newest days out keeps them
+    seed_prices(store_env, [(d, 100.0 + d) for d in range(PRICE_DAYS, 0, -1)])
+    result, _ = materialize(
+        store_env, "close_price", "--partition-range", "2024-01-02...2024-01-09"
+    )
+    assert result.exit_code == 0, result.output
+    close = table(store_env, "close_price")
+    assert close[("AAA", "2024-01-09")] == 108.0 and close[("AAA", "2024-01-10")] == 19.0
+    assert [v for *_, v in latest_matches_the_table(store_env, "close_price")] == [20.0] * 2
+
+    # the whole range holds every row: the table is replaced, still in time order
+    result, builds = materialize(
+        store_env, "close_price", "--partition-range", "2024-01-02...2024-01-11"
+    )
+    assert result.exit_code == 0, result.output
+    assert builds[0]["rows"] == 2 * PRICE_DAYS
+    close = table(store_env, "close_price")
+    assert close == {
+        (s, str(dt.date(2024, 1, 1) + dt.timedelta(days=d))): 100.0 + d
+        for s in ("AAA", "BBB")
+        for d in range(1, PRICE_DAYS + 1)
+    }
+    assert file_order_dates(store_env, "close_price") == sorted(
+        close_dates := [k[1] for k in close]
+    )
+    assert len(close_dates) == 2 * PRICE_DAYS
+    assert [v for *_, v in latest_matches_the_table(store_env, "close_price")] == [110.0] * 2
+
+
 def latest_matches_the_table(env, name) -> list[tuple]:
     """``_latest.<name>`` and the newest row per symbol of ``features.<name>``, both sorted."""
     conn = open_test_lake(env, read_only=True)
