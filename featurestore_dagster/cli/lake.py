@@ -142,7 +142,8 @@ def gc(
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Expire old lake snapshots and delete data files nothing references.
+    """Merge small data files, expire old lake snapshots and delete data files nothing
+    references.
 
     Never expired: the latest publish of every registered major version of every feature,
     every snapshot a training set references, and the current snapshot.
@@ -160,6 +161,7 @@ def gc(
                 "expired": result.expired,
                 "kept": {str(k): v for k, v in sorted(result.kept.items())},
                 "files_deleted": result.files_deleted,
+                "files_merged": result.files_merged,
                 "dry_run": dry_run,
             }
         )
@@ -169,7 +171,10 @@ def gc(
     for snapshot, why in sorted(result.kept.items()):
         out.print(f"  {snapshot}: {escape(why)}")
     if not dry_run:
-        out.print(f"deleted {result.files_deleted} data file(s)")
+        out.print(
+            f"merged {result.files_merged} small data file(s);"
+            f" deleted {result.files_deleted} data file(s)"
+        )
 
 
 @app.command()

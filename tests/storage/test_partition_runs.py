@@ -3,7 +3,13 @@ whole-table recompute when an entity's newest row left the window) and a whole-r
 
 from __future__ import annotations
 
+import json
+
+from typer.testing import CliRunner
+
+from featurestore_dagster.cli.app import app
 from tests.build.test_publish import seed_prices
+from tests.conftest import open_test_lake
 from tests.orchestration.test_partitions import (
     PRICE_DAYS,
     file_order_dates,
@@ -12,6 +18,8 @@ from tests.orchestration.test_partitions import (
     partitioned_project,
     table,
 )
+
+runner = CliRunner()
 
 
 def test_partition_runs_on_both_catalogs(definitions_folder, lake_env):
@@ -38,3 +46,44 @@ def test_partition_runs_on_both_catalogs(definitions_folder, lake_env):
     dates = file_order_dates(lake_env, "close_price")
     assert dates == sorted(dates)
     assert [v for *_, v in latest_matches_the_table(lake_env, "close_price")] == [109.0] * 2
+
+
+def live_files(env, table: str) -> int:
+    conn = open_test_lake(env, read_only=True)
+    try:
+        schema, name = table.split(".")
+        query = f"SELECT count(*) FROM ducklake_list_files('featurestore', '{name}', schema => '{schema}')"
+        return conn.execute(query).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_gc_merges_the_small_files_partition_runs_leave(definitions_folder, lake_env):
+    partitioned_project(definitions_folder)
+    seed_prices(lake_env, [(d, 10.0 + d) for d in range(1, PRICE_DAYS + 1)])
+    assert materialize(lake_env)[0].exit_code == 0
+    seed_prices(lake_env, [(d, 100.0 + d) for d in range(1, PRICE_DAYS + 1)])
+    for day in ("2024-01-05", "2024-01-06", "2024-01-07"):  # a small file each
+        assert materialize(lake_env, "close_price", "--partition", day)[0].exit_code == 0
+    before_files = live_files(lake_env, "features.close_price")
+    before = table(lake_env, "close_price")
+    conn = open_test_lake(lake_env, read_only=True)
+    snapshot = conn.execute("SELECT id FROM ducklake_current_snapshot('featurestore')").fetchone()[
+        0
+    ]
+    conn.close()
+
+    result = runner.invoke(app, ["gc", "--json"], env=lake_env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files_merged"] >= 3
+    assert live_files(lake_env, "features.close_price") < before_files
+    assert table(lake_env, "close_price") == before
+    conn = open_test_lake(lake_env, read_only=True)
+    try:  # the snapshot before the merge reads the same rows
+        rows = conn.execute(
+            f"SELECT count(*), sum(close_price) FROM features.close_price AT (VERSION => {snapshot})"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert rows == (len(before), sum(before.values()))
+    assert [v for *_, v in latest_matches_the_table(lake_env, "close_price")] == [20.0] * 2
