@@ -11,9 +11,9 @@ connection to a lake (SQLite catalog), as a Dagster step does:
 - ``day``: its last day (one partition: the window plus its lookback).
 
 Each timed build starts with the lake's catalog loaded (after a schema change, the next
-transaction reloads it). The full rebuild is the faster of ``table`` and ``range`` in the round; the ratio day / full
-per round and its median are reported. Run it at two lengths of history (``--years``) to see
-that the one-day run does not grow with the table.
+transaction reloads it). The full rebuild is the faster of ``table`` and ``range`` in the
+round; the ratio day / full per round and its median are reported. Run it at two lengths of
+history (``--years``) to see that the one-day run does not grow with the table.
 
     uv run python benchmarks/partitions.py                  # 2,000 symbols, 5 years, 5 rounds
     uv run python benchmarks/partitions.py --symbols 500 --years 10 --rounds 3

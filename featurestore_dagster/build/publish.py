@@ -445,7 +445,7 @@ class FeatureBuilder:
     def _commit(self, work: Callable[[], None], token: str) -> int:
         def attempt() -> int:  # in_transaction retries the work on a lost race
             self._schema_changed = False
-            started_from = current_snapshot(self.conn)  # in the transaction: no catalog read
+            started_from = current_snapshot(self.conn)  # (pays the transaction's start)
             work()
             return started_from
 

@@ -12,7 +12,6 @@ import duckdb
 
 from featurestore_dagster.build.partitions import BuildWindow, in_time_order
 from featurestore_dagster.definitions.models import FeatureDefinition
-from featurestore_dagster.definitions.sql import quote_identifier
 
 
 def holds_every_row(
@@ -24,11 +23,8 @@ def holds_every_row(
     partitions = definition.partitions
     if partitions is None or window.start > partitions.start:
         return False
-    ts = quote_identifier(definition.timestamp_column)
-    outside = conn.execute(
-        f"SELECT count(*) FROM (SELECT min({ts}) AS lo, max({ts}) AS hi FROM {live})"
-        f" WHERE lo IS NOT NULL AND NOT (lo >= DATE '{window.start}' AND hi < DATE '{window.end}')"
-    ).fetchone()[0]
+    inside = window.condition(definition.timestamp_column)
+    outside = conn.execute(f"SELECT count(*) FROM {live} WHERE NOT ({inside})").fetchone()[0]
     return outside == 0
 
 
